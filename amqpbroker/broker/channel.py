@@ -1,0 +1,255 @@
+"""Broker-side channel state: consumers, unacked deliveries, prefetch, confirms, tx.
+
+The protocol layer (``protocol.connection``) decides whether a channel is open;
+this object holds what a channel *owns* in the broker, and settles it when the
+channel goes away (unacked messages requeued at their original positions with
+redelivered=true, consumers cancelled).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from ..protocol import frames
+from .consumer import Consumer
+from .message import Message, QueuedMessage
+from .queue import Queue
+
+if TYPE_CHECKING:
+    from .session import Session
+
+# One unacked delivery: the queue it came from, its queued message, its consumer
+# (None for basic.get).
+Unacked = tuple[Queue, QueuedMessage, Consumer | None]
+
+
+class Channel:
+    __slots__ = (
+        "acked_upto",
+        "confirm",
+        "confirm_ready",
+        "consumer_prefetch",
+        "consumers",
+        "global_prefetch",
+        "last_queue",
+        "next_tag",
+        "number",
+        "publish_seq",
+        "session",
+        "tx",
+        "unacked",
+    )
+
+    def __init__(self, session: Session, number: int) -> None:
+        self.session = session
+        self.number = number
+        self.consumers: dict[str, Consumer] = {}
+        # OrderedDict: popping from the front is O(1) (a dict's is not, after many
+        # deletions), and multiple acks settle from the front.
+        self.unacked: OrderedDict[int, Unacked] = OrderedDict()
+        self.next_tag = 1
+        self.consumer_prefetch = 0  # basic.qos global=false: for consumers created later
+        self.global_prefetch = 0  # basic.qos global=true: shared by the channel
+        self.last_queue: str | None = None
+        # Publisher confirms: sequence of the last publish, the highest sequence
+        # that may be acked, and the highest already acked (or nacked) on the wire.
+        self.confirm = False
+        self.publish_seq = 0
+        self.confirm_ready = 0
+        self.acked_upto = 0
+        # Transactions: None when not in tx mode, else the pending operations.
+        self.tx: list[Callable[[], None]] | None = None
+
+    # ---------------------------------------------------------------- credit
+
+    def writable(self) -> bool:
+        return self.session.writable
+
+    def has_credit(self) -> bool:
+        if not self.session.writable:
+            return False
+        return not self.global_prefetch or len(self.unacked) < self.global_prefetch
+
+    # -------------------------------------------------------------- delivery
+
+    def deliver(self, consumer: Consumer, queue: Queue, qm: QueuedMessage) -> None:
+        tag = self.next_tag
+        self.next_tag = tag + 1
+        if not consumer.no_ack:
+            self.unacked[tag] = (queue, qm, consumer)
+            consumer.unacked += 1
+            queue.unacked += 1
+        message = qm.message
+        self.session.write_content(
+            frames.encode_deliver(
+                self.number,
+                consumer.tag,
+                tag,
+                qm.redelivered,
+                message.exchange,
+                message.routing_key,
+            ),
+            self.number,
+            message,
+        )
+
+    def deliver_get(self, queue: Queue, qm: QueuedMessage, no_ack: bool) -> None:
+        tag = self.next_tag
+        self.next_tag = tag + 1
+        if not no_ack:
+            self.unacked[tag] = (queue, qm, None)
+            queue.unacked += 1
+        message = qm.message
+        self.session.write_content(
+            frames.encode_get_ok(
+                self.number,
+                tag,
+                qm.redelivered,
+                message.exchange,
+                message.routing_key,
+                len(queue.ready),
+            ),
+            self.number,
+            message,
+        )
+
+    # ------------------------------------------------------------ settlement
+
+    def _take(self, tag: int, multiple: bool) -> list[Unacked]:
+        """Remove and return the deliveries a tag (and multiple flag) names.
+
+        As RabbitMQ: tag 0 with multiple means everything; otherwise the tag itself
+        must be outstanding, or the channel fails with 406 unknown delivery tag.
+        """
+        unacked = self.unacked
+        if multiple and tag == 0:
+            taken = list(unacked.values())
+            unacked.clear()
+            return taken
+        if tag not in unacked:
+            raise errors.PreconditionFailed(f"unknown delivery tag {tag}")
+        if not multiple:
+            return [unacked.pop(tag)]
+        taken = []
+        while unacked:
+            first, entry = unacked.popitem(last=False)
+            taken.append(entry)
+            if first == tag:
+                break
+        return taken
+
+    def _release(self, entries: Iterable[Unacked]) -> set[Queue]:
+        """Bookkeeping for settled deliveries; returns the queues to re-dispatch."""
+        touched: set[Queue] = set()
+        for queue, _qm, consumer in entries:
+            queue.unacked -= 1
+            if consumer is not None:
+                consumer.unacked -= 1
+            touched.add(queue)
+        return touched
+
+    def ack(self, tag: int, multiple: bool) -> None:
+        taken = self._take(tag, multiple)
+        self._redispatch(self._release(taken))
+
+    def reject(self, tag: int, multiple: bool, requeue: bool) -> None:
+        taken = self._take(tag, multiple)
+        touched = self._release(taken)
+        if requeue:
+            self._requeue(taken)
+        self._redispatch(touched)
+
+    def recover(self) -> None:
+        """basic.recover(requeue=true): every unacked delivery goes back."""
+        taken = list(self.unacked.values())
+        self.unacked.clear()
+        touched = self._release(taken)
+        self._requeue(taken)
+        self._redispatch(touched)
+
+    @staticmethod
+    def _requeue(entries: list[Unacked]) -> None:
+        by_queue: dict[Queue, list[QueuedMessage]] = {}
+        for queue, qm, _consumer in entries:
+            by_queue.setdefault(queue, []).append(qm)
+        for queue, messages in by_queue.items():
+            queue.requeue(messages)
+
+    def _redispatch(self, queues: Iterable[Queue]) -> None:
+        for queue in queues:
+            if queue.ready and queue.consumers:
+                queue.dispatch()
+        # A global prefetch limit frees room for every queue this channel consumes.
+        if self.global_prefetch:
+            for consumer in list(self.consumers.values()):
+                if consumer.queue.ready:
+                    consumer.queue.dispatch()
+
+    def resume(self) -> None:
+        """The connection drained its buffer: let queues deliver again."""
+        for consumer in list(self.consumers.values()):
+            queue = consumer.queue
+            if queue.ready:
+                queue.dispatch()
+
+    # -------------------------------------------------------------- consumers
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers[consumer.tag] = consumer
+        consumer.queue.add_consumer(consumer)
+
+    def cancel(self, tag: str) -> Consumer | None:
+        """Remove a consumer; auto-delete queues go when their last consumer does."""
+        consumer = self.consumers.pop(tag, None)
+        if consumer is None:
+            return None
+        queue = consumer.queue
+        queue.remove_consumer(consumer)
+        if queue.auto_delete and not queue.consumers and queue.had_consumer:
+            self.session.vhost_remove_queue(queue)
+        return consumer
+
+    def close(self) -> None:
+        """The channel is gone: cancel consumers, requeue what was unacked."""
+        for tag in list(self.consumers):
+            self.cancel(tag)
+        taken = list(self.unacked.values())
+        self.unacked.clear()
+        self._release(taken)
+        self._requeue(taken)
+        self.tx = None
+
+    # --------------------------------------------------------------- confirms
+
+    def confirm_publish(self) -> int:
+        self.publish_seq += 1
+        return self.publish_seq
+
+    def publish_accepted(self, seq: int) -> None:
+        self.confirm_ready = seq
+
+    def publish_refused(self, seq: int) -> None:
+        """basic.nack for one publish: acks before it go out first, in order."""
+        self.flush_confirms()
+        self.session.send(frames.encode_basic_nack(self.number, seq, False))
+        self.acked_upto = self.confirm_ready = seq
+
+    def flush_confirms(self) -> None:
+        """One (multiple) ack for everything accepted since the last flush."""
+        ready = self.confirm_ready
+        if ready > self.acked_upto:
+            multiple = ready - self.acked_upto > 1
+            self.session.send(frames.encode_basic_ack(self.number, ready, multiple))
+            self.acked_upto = ready
+
+
+def publish_to(queues: Iterable[Queue], message: Message) -> None:
+    for queue in queues:
+        queue.publish(message)
+
+
+__all__ = ["Channel", "publish_to"]
+_ = Any

@@ -1,0 +1,59 @@
+"""Messages as the broker holds them: the publisher's bytes, kept as they came.
+
+RabbitMQ keeps a message's encoded properties and re-sends them unchanged; so do
+we.  ``header`` is the content-header frame payload exactly as the publisher sent
+it (class id, weight, body size, property flags and values), and it is forwarded
+byte for byte in every basic.deliver / basic.get-ok.  Properties are parsed only
+when something reads them (persistence, priority, expiration, headers routing),
+and at most once per message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..protocol import properties as props
+
+
+class Message:
+    """One published message; shared by every queue it was routed to."""
+
+    __slots__ = ("_view", "body", "exchange", "header", "routing_key")
+
+    def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.header = header
+        self.body = body
+        self._view: props.PropertyView | None = None
+
+    @property
+    def properties(self) -> props.PropertyView:
+        view = self._view
+        if view is None:
+            view = self._view = props.scan_properties(self.header)
+        return view
+
+    @property
+    def persistent(self) -> bool:
+        return self.properties.delivery_mode == 2
+
+    @property
+    def headers(self) -> dict[str, Any] | None:
+        view = self.properties
+        return view.headers if view.has_headers else None
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+
+class QueuedMessage:
+    """A message's place in one queue: its sequence number and delivery state."""
+
+    __slots__ = ("message", "redelivered", "seq")
+
+    def __init__(self, seq: int, message: Message, redelivered: bool = False) -> None:
+        self.seq = seq
+        self.message = message
+        self.redelivered = redelivered

@@ -1,0 +1,431 @@
+"""Channel method handlers: decode, check, call the domain, reply.
+
+Each handler takes ``(session, channel, payload)``; ``HANDLERS`` maps a method key
+``(class_id << 16) | method_id`` to its handler.  Errors are raised as
+:class:`~amqpbroker.errors.AMQPError` and turned into close frames by the protocol
+connection.  The frequent methods (publish, ack) decode with the hand-written
+codec; the rest use pamqp.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pamqp import commands
+
+from .. import errors
+from ..protocol import frames
+from .channel import Channel
+from .consumer import Consumer
+from .message import Message
+from .queue import Queue
+
+if TYPE_CHECKING:
+    from .session import Session
+
+Handler = Callable[["Session", Channel, bytes], None]
+HANDLERS: dict[int, Handler] = {}
+
+
+def handles(class_id: int, method_id: int) -> Callable[[Handler], Handler]:
+    def register(func: Handler) -> Handler:
+        HANDLERS[(class_id << 16) | method_id] = func
+        return func
+
+    return register
+
+
+def generated_tag(prefix: str) -> str:
+    return prefix + base64.urlsafe_b64encode(os.urandom(16)).decode("ascii").rstrip("=")
+
+
+def _str(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _vhost(session: Session) -> Any:
+    assert session.vhost is not None
+    return session.vhost
+
+
+def _queue_name(channel: Channel, name: str) -> str:
+    """An empty queue name means the last queue declared on this channel."""
+    if name:
+        return name
+    if channel.last_queue is None:
+        raise errors.NotFound("no previously declared queue")
+    return channel.last_queue
+
+
+def _reply(session: Session, channel: Channel, method: Any) -> None:
+    session.send_method(channel.number, method)
+
+
+# ------------------------------------------------------------------- channel
+
+
+@handles(20, 20)
+def channel_flow(session: Session, channel: Channel, payload: bytes) -> None:
+    method = frames.decode_method(payload)
+    if not method.active:
+        # RabbitMQ 3.x does not implement client-initiated flow control.
+        raise errors.NotImplemented_("active=false")
+    _reply(session, channel, commands.Channel.FlowOk(active=True))
+
+
+# ------------------------------------------------------------------ exchange
+
+
+@handles(40, 10)
+def exchange_declare(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    _vhost(session).declare_exchange(
+        m.exchange,
+        m.exchange_type,
+        passive=m.passive,
+        durable=m.durable,
+        auto_delete=m.auto_delete,
+        internal=m.internal,
+        arguments=m.arguments,
+    )
+    if not m.nowait:
+        _reply(session, channel, commands.Exchange.DeclareOk())
+
+
+@handles(40, 20)
+def exchange_delete(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    _vhost(session).delete_exchange(m.exchange, if_unused=m.if_unused)
+    if not m.nowait:
+        _reply(session, channel, commands.Exchange.DeleteOk())
+
+
+@handles(40, 30)
+def exchange_bind(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    _vhost(session).bind_exchange(m.destination, m.source, m.routing_key, m.arguments or {})
+    if not m.nowait:
+        _reply(session, channel, commands.Exchange.BindOk())
+
+
+@handles(40, 40)
+def exchange_unbind(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    _vhost(session).unbind_exchange(m.destination, m.source, m.routing_key, m.arguments or {})
+    if not m.nowait:
+        _reply(session, channel, commands.Exchange.UnbindOk())
+
+
+# --------------------------------------------------------------------- queue
+
+
+@handles(50, 10)
+def queue_declare(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    name = m.queue
+    if m.passive and not name:
+        name = _queue_name(channel, name)
+    queue, created = _vhost(session).declare_queue(
+        name,
+        owner=session,
+        passive=m.passive,
+        durable=m.durable,
+        exclusive=m.exclusive,
+        auto_delete=m.auto_delete,
+        arguments=m.arguments,
+    )
+    if created and queue.exclusive:
+        session.exclusive_queues.add(queue)
+    channel.last_queue = queue.name
+    if not m.nowait:
+        _reply(
+            session,
+            channel,
+            commands.Queue.DeclareOk(
+                queue=queue.name,
+                message_count=queue.message_count,
+                consumer_count=queue.consumer_count,
+            ),
+        )
+
+
+@handles(50, 20)
+def queue_bind(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    routing_key = m.routing_key
+    if not m.queue and not routing_key:
+        routing_key = _queue_name(channel, "")  # RabbitMQ's routing-key shortcut
+    vhost = _vhost(session)
+    queue = vhost.get_queue(_queue_name(channel, m.queue), session)
+    vhost.bind_queue(queue, m.exchange, routing_key, m.arguments or {})
+    if not m.nowait:
+        _reply(session, channel, commands.Queue.BindOk())
+
+
+@handles(50, 50)
+def queue_unbind(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    routing_key = m.routing_key
+    if not m.queue and not routing_key:
+        routing_key = _queue_name(channel, "")
+    vhost = _vhost(session)
+    queue = vhost.get_queue(_queue_name(channel, m.queue), session)
+    vhost.unbind_queue(queue, m.exchange, routing_key, m.arguments or {})
+    _reply(session, channel, commands.Queue.UnbindOk())
+
+
+@handles(50, 30)
+def queue_purge(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    queue = _vhost(session).get_queue(_queue_name(channel, m.queue), session)
+    count = queue.purge()
+    if not m.nowait:
+        _reply(session, channel, commands.Queue.PurgeOk(message_count=count))
+
+
+@handles(50, 40)
+def queue_delete(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    vhost = _vhost(session)
+    name = _queue_name(channel, m.queue)
+    queue = vhost.queues.get(name)
+    count = 0
+    if queue is not None:
+        vhost.check_exclusive(queue, session)
+        count = vhost.delete_queue(queue, if_unused=m.if_unused, if_empty=m.if_empty)
+    # Deleting a queue that does not exist succeeds with a count of 0 (RabbitMQ 3.x).
+    if not m.nowait:
+        _reply(session, channel, commands.Queue.DeleteOk(message_count=count))
+
+
+# --------------------------------------------------------------------- basic
+
+
+@handles(60, 10)
+def basic_qos(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    if m.prefetch_size:
+        raise errors.NotImplemented_(f"prefetch_size!=0 ({m.prefetch_size})")
+    if m.global_:
+        channel.global_prefetch = m.prefetch_count
+        if m.prefetch_count:
+            pass
+        channel.resume()
+    else:
+        channel.consumer_prefetch = m.prefetch_count
+    _reply(session, channel, commands.Basic.QosOk())
+
+
+def _consumer_priority(arguments: dict[str, Any]) -> int:
+    value = arguments.get("x-priority", 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.PreconditionFailed(
+            f"invalid arg 'x-priority' of type '{type(value).__name__}'"
+        )
+    return value
+
+
+@handles(60, 20)
+def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    vhost = _vhost(session)
+    queue: Queue = vhost.get_queue(_queue_name(channel, m.queue), session)
+    tag = m.consumer_tag or session.next_consumer_tag()
+    if tag in channel.consumers:
+        raise errors.NotAllowed(f"attempt to reuse consumer tag '{tag}'")
+    arguments = m.arguments or {}
+    priority = _consumer_priority(arguments)
+    if queue.consumers and (m.exclusive or any(c.exclusive for c in queue.consumers)):
+        raise errors.AccessRefused(
+            f"queue '{queue.name}' in vhost '{vhost.name}' in exclusive use"
+        )
+    consumer = Consumer(
+        channel,
+        tag,
+        queue,
+        no_ack=m.no_ack,
+        exclusive=m.exclusive,
+        prefetch=channel.consumer_prefetch,
+        priority=priority,
+        arguments=arguments,
+    )
+    # consume-ok must reach the client before the first delivery.
+    if not m.nowait:
+        _reply(session, channel, commands.Basic.ConsumeOk(consumer_tag=tag))
+    channel.add_consumer(consumer)
+
+
+@handles(60, 30)
+def basic_cancel(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    channel.cancel(m.consumer_tag)
+    # An unknown tag is not an error: RabbitMQ answers cancel-ok all the same.
+    if not m.nowait:
+        _reply(session, channel, commands.Basic.CancelOk(consumer_tag=m.consumer_tag))
+
+
+def send_cancel(session: Session, channel: int, tag: str) -> None:
+    session.send_method(channel, commands.Basic.Cancel(consumer_tag=tag, nowait=True))
+
+
+@handles(60, 70)
+def basic_get(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    queue = _vhost(session).get_queue(_queue_name(channel, m.queue), session)
+    qm = queue.get()
+    if qm is None:
+        _reply(session, channel, commands.Basic.GetEmpty())
+        return
+    channel.deliver_get(queue, qm, m.no_ack)
+
+
+@handles(60, 80)
+def basic_ack(session: Session, channel: Channel, payload: bytes) -> None:
+    tag, multiple = frames.decode_ack(payload)
+    if channel.tx is not None:
+        _check_tag(channel, tag, multiple)
+        channel.tx.append(lambda: channel.ack(tag, multiple))
+        return
+    channel.ack(tag, multiple)
+
+
+@handles(60, 90)
+def basic_reject(session: Session, channel: Channel, payload: bytes) -> None:
+    tag, requeue = frames.decode_reject(payload)
+    _settle_negative(channel, tag, False, requeue)
+
+
+@handles(60, 120)
+def basic_nack(session: Session, channel: Channel, payload: bytes) -> None:
+    tag, multiple, requeue = frames.decode_nack(payload)
+    _settle_negative(channel, tag, multiple, requeue)
+
+
+def _settle_negative(channel: Channel, tag: int, multiple: bool, requeue: bool) -> None:
+    if channel.tx is not None:
+        _check_tag(channel, tag, multiple)
+        channel.tx.append(lambda: channel.reject(tag, multiple, requeue))
+        return
+    channel.reject(tag, multiple, requeue)
+
+
+def _check_tag(channel: Channel, tag: int, multiple: bool) -> None:
+    if not (multiple and tag == 0) and tag not in channel.unacked:
+        raise errors.PreconditionFailed(f"unknown delivery tag {tag}")
+
+
+@handles(60, 100)
+def basic_recover_async(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    if not m.requeue:
+        raise errors.NotImplemented_("requeue=false")
+    channel.recover()
+
+
+@handles(60, 110)
+def basic_recover(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    if not m.requeue:
+        raise errors.NotImplemented_("requeue=false")
+    # recover-ok goes out before the redeliveries, as in RabbitMQ.
+    _reply(session, channel, commands.Basic.RecoverOk())
+    channel.recover()
+
+
+def basic_publish(
+    session: Session, channel: Channel, method_payload: bytes, header: bytes, body: bytes
+) -> None:
+    """The hot path: route a complete message and hand it to its queues."""
+    exchange_name, routing_key, mandatory, immediate = frames.decode_publish(method_payload)
+    if immediate:
+        raise errors.NotImplemented_("immediate=true", class_id=60, method_id=40)
+    if channel.tx is not None:
+        vhost = _vhost(session)
+        vhost.get_exchange(exchange_name)  # a missing exchange fails the publish now
+        channel.tx.append(
+            lambda: _route(session, channel, exchange_name, routing_key, mandatory, header, body)
+        )
+        return
+    _route(session, channel, exchange_name, routing_key, mandatory, header, body)
+
+
+def _route(
+    session: Session,
+    channel: Channel,
+    exchange_name: str,
+    routing_key: str,
+    mandatory: bool,
+    header: bytes,
+    body: bytes,
+) -> None:
+    vhost = _vhost(session)
+    exchange = vhost.exchanges.get(exchange_name)
+    if exchange is None:
+        raise errors.NotFound(f"no exchange '{exchange_name}' in vhost '{vhost.name}'")
+    if exchange.internal:
+        raise errors.AccessRefused(
+            f"cannot publish to internal exchange '{exchange_name}' in vhost '{vhost.name}'"
+        )
+    message = Message(exchange_name, routing_key, header, body)
+    queues = vhost.route(exchange, routing_key, message)
+    if queues:
+        for queue in queues:
+            queue.publish(message)
+    elif mandatory:
+        session.write_content(
+            frames.encode_return(
+                channel.number, errors.NO_ROUTE, "NO_ROUTE", exchange_name, routing_key
+            ),
+            channel.number,
+            message,
+        )
+    if channel.confirm:
+        channel.publish_accepted(channel.confirm_publish())
+        session.dirty.add(channel)
+
+
+# ------------------------------------------------------------ confirm and tx
+
+
+@handles(85, 10)
+def confirm_select(session: Session, channel: Channel, payload: bytes) -> None:
+    m = frames.decode_method(payload)
+    if channel.tx is not None:
+        raise errors.PreconditionFailed("cannot switch from tx to confirm mode")
+    channel.confirm = True
+    if not m.nowait:
+        _reply(session, channel, commands.Confirm.SelectOk())
+
+
+@handles(90, 10)
+def tx_select(session: Session, channel: Channel, payload: bytes) -> None:
+    if channel.confirm:
+        raise errors.PreconditionFailed("cannot switch from confirm to tx mode")
+    if channel.tx is None:
+        channel.tx = []
+    _reply(session, channel, commands.Tx.SelectOk())
+
+
+@handles(90, 20)
+def tx_commit(session: Session, channel: Channel, payload: bytes) -> None:
+    if channel.tx is None:
+        raise errors.PreconditionFailed("channel is not transactional")
+    pending, channel.tx = channel.tx, []
+    for operation in pending:
+        operation()
+    _reply(session, channel, commands.Tx.CommitOk())
+
+
+@handles(90, 30)
+def tx_rollback(session: Session, channel: Channel, payload: bytes) -> None:
+    if channel.tx is None:
+        raise errors.PreconditionFailed("channel is not transactional")
+    channel.tx = []
+    _reply(session, channel, commands.Tx.RollbackOk())
+
+
+__all__ = ["HANDLERS", "basic_publish", "generated_tag", "send_cancel"]
+_ = _str

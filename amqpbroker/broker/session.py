@@ -1,0 +1,176 @@
+"""One client connection as the broker sees it (RabbitMQ's rabbit_reader + rabbit_channel).
+
+The session implements the protocol's :class:`~amqpbroker.protocol.connection.Handler`:
+the sans-IO :class:`AMQPConnection` turns bytes into calls here, and this object
+turns them into broker operations.  Its output goes into the protocol's output list;
+the I/O layer (``server``) is told through ``wake`` that there is something to send.
+
+Backpressure: when more than ``HIGH_WATER`` bytes of deliveries wait unsent, the
+session stops taking deliveries (consumers report no room) until the writer has
+drained the buffer and calls :meth:`drained`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from ..protocol import frames
+from ..protocol.connection import AMQPConnection
+from . import methods
+from .channel import Channel
+from .message import Message
+from .queue import Queue
+from .vhost import VirtualHost
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("amqpbroker.connection")
+
+# Stop delivering to a connection with this much unsent output; a slow consumer
+# then holds messages in its queue instead of growing our buffer without bound.
+HIGH_WATER = 4 * 1024 * 1024
+
+
+def _noop() -> None:
+    pass
+
+
+class Session:
+    def __init__(self, broker: Broker, peer: str = "", *, now: float = 0.0) -> None:
+        self.broker = broker
+        self.peer = peer
+        settings = broker.settings
+        self.proto = AMQPConnection(
+            self,
+            channel_max=settings.channel_max,
+            frame_max=settings.frame_max,
+            heartbeat=settings.heartbeat,
+            max_message_size=settings.max_message_size,
+            information=f"amqpbroker {broker.version}",
+            now=now,
+        )
+        self.channels: dict[int, Channel] = {}
+        self.vhost: VirtualHost | None = None
+        self.user: str | None = None
+        self.writable = True
+        self.out_size = 0
+        self.wake: Callable[[], None] = _noop
+        self.exclusive_queues: set[Queue] = set()
+        # Channels with confirms to flush once the current batch of input is done.
+        self.dirty: set[Channel] = set()
+        self._consumer_seq = 0
+
+    # ------------------------------------------------------------- I/O facing
+
+    def receive_data(self, data: bytes, now: float = 0.0) -> None:
+        self.proto.receive_data(data, now)
+        if self.dirty:
+            # One multiple-ack per channel per batch of input, not one per publish.
+            for channel in self.dirty:
+                channel.flush_confirms()
+            self.dirty.clear()
+        if self.proto.out:
+            self.wake()
+
+    def drained(self) -> None:
+        """The writer sent everything: accept deliveries again."""
+        self.out_size = 0
+        if not self.writable:
+            self.writable = True
+            for channel in list(self.channels.values()):
+                channel.resume()
+
+    def send(self, data: bytes) -> None:
+        self.proto.out.append(data)
+        self.wake()
+
+    def send_method(self, channel: int, method: Any) -> None:
+        self.proto.out.append(frames.encode_method(channel, method))
+        self.wake()
+
+    def write_content(self, method_frame: bytes, channel: int, message: Message) -> None:
+        """A method frame with content (deliver, get-ok, return) and its frames."""
+        out = self.proto.out
+        out.append(method_frame)
+        out.extend(frames.encode_content(channel, message.header, message.body,
+                                         self.proto.frame_max))
+        self.out_size += len(message.body) + len(message.header) + 64
+        if self.out_size > HIGH_WATER:
+            self.writable = False
+        self.wake()
+
+    # ---------------------------------------------------- protocol.Handler
+
+    def authenticate(self, mechanism: str, response: bytes) -> str | None:
+        user = self.broker.authenticate(mechanism, response, self.peer)
+        if user is None:
+            log.warning("login refused on %s (mechanism %s)", self.peer, mechanism)
+        return user
+
+    def open_vhost(self, user: str, vhost: str) -> None:
+        host = self.broker.vhosts.get(vhost)
+        if host is None:
+            raise errors.NotAllowed(f"vhost {vhost} not found")
+        self.vhost = host
+        self.user = user
+        log.info("connection %s opened: user '%s', vhost '%s'", self.peer, user, vhost)
+
+    def on_channel_open(self, channel: int) -> None:
+        self.channels[channel] = Channel(self, channel)
+
+    def on_channel_closed(self, channel: int) -> None:
+        ch = self.channels.pop(channel, None)
+        if ch is not None:
+            self.dirty.discard(ch)
+            ch.close()
+
+    def on_method(self, channel: int, key: int, payload: bytes) -> None:
+        handler = methods.HANDLERS.get(key)
+        if handler is None:
+            raise errors.CommandInvalid(
+                f"unimplemented method {key >> 16}.{key & 0xFFFF}",
+            )
+        handler(self, self.channels[channel], payload)
+
+    def on_publish(self, channel: int, method_payload: bytes, header: bytes, body: bytes) -> None:
+        methods.basic_publish(self, self.channels[channel], method_payload, header, body)
+
+    def on_connection_closed(self) -> None:
+        for channel in list(self.channels):
+            self.on_channel_closed(channel)
+        vhost = self.vhost
+        if vhost is not None:
+            for queue in list(self.exclusive_queues):
+                vhost.remove_queue(queue)
+        self.exclusive_queues.clear()
+        self.broker.sessions.discard(self)
+        log.info("connection %s closed%s", self.peer,
+                 f": {self.proto.close_reason}" if self.proto.close_reason else "")
+
+    # ------------------------------------------------------------- helpers
+
+    def next_consumer_tag(self) -> str:
+        return methods.generated_tag("amq.ctag-")
+
+    def vhost_remove_queue(self, queue: Queue) -> None:
+        if self.vhost is not None:
+            self.vhost.remove_queue(queue)
+
+    def cancel_consumers_of(self, queue: Queue) -> None:
+        """The queue was deleted: drop our consumers of it and tell the client."""
+        notify = self.proto.wants("consumer_cancel_notify")
+        for channel in self.channels.values():
+            for tag, consumer in list(channel.consumers.items()):
+                if consumer.queue is queue:
+                    del channel.consumers[tag]
+                    if notify:
+                        methods.send_cancel(self, channel.number, tag)
+
+    def force_close(self, text: str = "broker forced connection closure with reason 'shutdown'"
+                    ) -> None:
+        self.proto.close_connection(errors.ConnectionForced(text))
+        self.wake()

@@ -1,0 +1,350 @@
+"""A virtual host: its exchanges, queues and bindings, and routing between them.
+
+All operations here are synchronous domain operations with RabbitMQ's error
+codes and texts; nothing here knows about frames or sockets.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Collection
+from typing import Any
+
+from .. import errors
+from .arguments import assert_args_equivalent, assert_flag_equivalent
+from .exchanges import make_exchange
+from .exchanges.base import Exchange
+from .exchanges.default import DefaultExchange
+from .message import Message
+from .queue import Queue
+
+# Exchanges every vhost has, as RabbitMQ predeclares them: (name, type, internal).
+PREDECLARED = (
+    ("amq.direct", "direct", False),
+    ("amq.fanout", "fanout", False),
+    ("amq.topic", "topic", False),
+    ("amq.headers", "headers", False),
+    ("amq.match", "headers", False),
+    ("amq.rabbitmq.trace", "topic", True),
+)
+# Arguments RabbitMQ compares when an exchange / queue is declared again.
+EXCHANGE_EQUIVALENCE_ARGS = ("alternate-exchange",)
+QUEUE_EQUIVALENCE_ARGS = (
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-delivery-limit",
+)
+
+_EMPTY: tuple[Queue, ...] = ()
+
+
+def server_generated_name(prefix: str = "amq.gen-") -> str:
+    """``amq.gen-`` plus 22 URL-safe base64 characters, like RabbitMQ's."""
+    return prefix + base64.urlsafe_b64encode(os.urandom(16)).decode("ascii").rstrip("=")
+
+
+class VirtualHost:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queues: dict[str, Queue] = {}
+        self.exchanges: dict[str, Exchange] = {"": DefaultExchange(self.queues.get)}
+        for ex_name, ex_type, internal in PREDECLARED:
+            self.exchanges[ex_name] = make_exchange(
+                ex_type, ex_name, durable=True, internal=internal
+            )
+        # Exchange-to-exchange bindings: destination exchange -> source exchanges.
+        self.e2e_sources: dict[Exchange, set[Exchange]] = {}
+        self.e2e_count = 0
+        # Called with each queue / exchange deleted (consumer cancel notifications,
+        # store cleanup); set by the broker.
+        self.on_queue_deleted: Callable[[Queue], None] | None = None
+
+    # ------------------------------------------------------------- exchanges
+
+    def _where(self, kind: str, name: str) -> str:
+        return f"{kind} '{name}' in vhost '{self.name}'"
+
+    def get_exchange(self, name: str) -> Exchange:
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            raise errors.NotFound(f"no {self._where('exchange', name)}")
+        return exchange
+
+    def declare_exchange(
+        self,
+        name: str,
+        type_name: str,
+        *,
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> Exchange:
+        arguments = arguments or {}
+        if name == "":
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        existing = self.exchanges.get(name)
+        if passive:
+            if existing is None:
+                raise errors.NotFound(f"no {self._where('exchange', name)}")
+            return existing
+        if existing is None:
+            if name.startswith("amq."):
+                raise errors.AccessRefused(
+                    f"exchange name '{name}' contains reserved prefix 'amq.*'"
+                )
+            exchange = make_exchange(
+                type_name,
+                name,
+                durable=durable,
+                auto_delete=auto_delete,
+                internal=internal,
+                arguments=arguments,
+            )
+            self.exchanges[name] = exchange
+            return exchange
+        where = ("exchange", name, self.name)
+        if existing.type_name != type_name:
+            raise errors.PreconditionFailed(
+                f"inequivalent arg 'type' for {self._where('exchange', name)}: "
+                f"received '{type_name}' but current is '{existing.type_name}'"
+            )
+        assert_flag_equivalent(*where, "durable", durable, existing.durable)
+        assert_flag_equivalent(*where, "auto_delete", auto_delete, existing.auto_delete)
+        assert_flag_equivalent(*where, "internal", internal, existing.internal)
+        assert_args_equivalent(*where, arguments, existing.arguments, EXCHANGE_EQUIVALENCE_ARGS)
+        return existing
+
+    def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
+        if name == "":
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        if name.startswith("amq."):
+            raise errors.AccessRefused(
+                f"exchange name '{name}' contains reserved prefix 'amq.*'"
+            )
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            # RabbitMQ 3.x: deleting a missing exchange succeeds (idempotent delete).
+            return
+        if if_unused and exchange.has_bindings():
+            raise errors.PreconditionFailed(f"{self._where('exchange', name)} in use")
+        self._remove_exchange(exchange)
+
+    def _remove_exchange(self, exchange: Exchange) -> None:
+        if self.exchanges.get(exchange.name) is not exchange:
+            return
+        del self.exchanges[exchange.name]
+        for destination, _key, _args in list(exchange.bindings()):
+            if isinstance(destination, Queue):
+                destination.bound_from.discard(exchange)
+            else:
+                self._forget_e2e(exchange, destination)
+        for source in self.e2e_sources.pop(exchange, set()):
+            self.e2e_count -= source.unbind_destination(exchange)
+            self._maybe_auto_delete(source)
+
+    def _forget_e2e(self, source: Exchange, destination: Exchange) -> None:
+        sources = self.e2e_sources.get(destination)
+        if sources is not None:
+            sources.discard(source)
+            if not sources:
+                del self.e2e_sources[destination]
+        self.e2e_count -= 1
+
+    def _maybe_auto_delete(self, exchange: Exchange) -> None:
+        if exchange.auto_delete and not exchange.has_bindings():
+            self._remove_exchange(exchange)
+
+    # ---------------------------------------------------------------- queues
+
+    def declare_queue(
+        self,
+        name: str,
+        *,
+        owner: Any,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> tuple[Queue, bool]:
+        """Returns the queue and whether it was created by this call."""
+        arguments = arguments or {}
+        existing = self.queues.get(name) if name else None
+        if passive:
+            if existing is None:
+                raise errors.NotFound(f"no {self._where('queue', name)}")
+            self.check_exclusive(existing, owner)
+            return existing, False
+        if existing is None:
+            if not name:
+                name = server_generated_name()
+            elif name.startswith("amq."):
+                raise errors.AccessRefused(
+                    f"queue name '{name}' contains reserved prefix 'amq.*'"
+                )
+            queue = Queue(
+                self.name,
+                name,
+                durable=durable and not exclusive,
+                exclusive_owner=owner if exclusive else None,
+                auto_delete=auto_delete,
+                arguments=arguments,
+            )
+            self.queues[name] = queue
+            return queue, True
+        # Redeclare: exclusivity must match exactly (RabbitMQ's strict check).
+        if existing.exclusive_owner is not (owner if exclusive else None):
+            raise self._locked(existing)
+        where = ("queue", name, self.name)
+        assert_flag_equivalent(*where, "durable", durable, existing.durable)
+        assert_flag_equivalent(*where, "auto_delete", auto_delete, existing.auto_delete)
+        assert_args_equivalent(*where, arguments, existing.arguments, QUEUE_EQUIVALENCE_ARGS)
+        return existing, False
+
+    def _locked(self, queue: Queue) -> errors.AMQPError:
+        return errors.ResourceLocked(
+            f"cannot obtain exclusive access to locked {self._where('queue', queue.name)}. "
+            "It could be originally declared on another connection or the exclusive "
+            "property value does not match that of the original declaration."
+        )
+
+    def check_exclusive(self, queue: Queue, owner: Any) -> None:
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not owner:
+            raise self._locked(queue)
+
+    def get_queue(self, name: str, owner: Any) -> Queue:
+        queue = self.queues.get(name)
+        if queue is None:
+            raise errors.NotFound(f"no {self._where('queue', name)}")
+        self.check_exclusive(queue, owner)
+        return queue
+
+    def delete_queue(
+        self, queue: Queue, *, if_unused: bool = False, if_empty: bool = False
+    ) -> int:
+        if if_unused and queue.consumers:
+            raise errors.PreconditionFailed(f"{self._where('queue', queue.name)} in use")
+        if if_empty and queue.ready:
+            raise errors.PreconditionFailed(f"{self._where('queue', queue.name)} not empty")
+        count = len(queue.ready)
+        self.remove_queue(queue)
+        return count
+
+    def remove_queue(self, queue: Queue) -> None:
+        """Drop a queue and its bindings; consumers are told through the hook."""
+        if queue.deleted or self.queues.get(queue.name) is not queue:
+            return
+        queue.deleted = True
+        del self.queues[queue.name]
+        for exchange in list(queue.bound_from):
+            exchange.unbind_destination(queue)
+            self._maybe_auto_delete(exchange)
+        queue.bound_from.clear()
+        queue.ready.clear()
+        if self.on_queue_deleted is not None:
+            self.on_queue_deleted(queue)
+
+    # -------------------------------------------------------------- bindings
+
+    def bind_queue(
+        self, queue: Queue, exchange_name: str, routing_key: str, arguments: dict[str, Any]
+    ) -> None:
+        if exchange_name == "":
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        exchange = self.get_exchange(exchange_name)
+        exchange.validate_binding(routing_key, arguments)
+        exchange.bind(queue, routing_key, arguments)
+        queue.bound_from.add(exchange)
+
+    def unbind_queue(
+        self, queue: Queue, exchange_name: str, routing_key: str, arguments: dict[str, Any]
+    ) -> None:
+        if exchange_name == "":
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        exchange = self.get_exchange(exchange_name)
+        # Unbinding something that is not bound succeeds silently, as in RabbitMQ.
+        if exchange.unbind(queue, routing_key, arguments):
+            if not any(dest is queue for dest, _k, _a in exchange.bindings()):
+                queue.bound_from.discard(exchange)
+            self._maybe_auto_delete(exchange)
+
+    def bind_exchange(
+        self, destination: str, source: str, routing_key: str, arguments: dict[str, Any]
+    ) -> None:
+        if "" in (destination, source):
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        dest = self.get_exchange(destination)
+        src = self.get_exchange(source)
+        src.validate_binding(routing_key, arguments)
+        if src.bind(dest, routing_key, arguments):
+            self.e2e_sources.setdefault(dest, set()).add(src)
+            self.e2e_count += 1
+
+    def unbind_exchange(
+        self, destination: str, source: str, routing_key: str, arguments: dict[str, Any]
+    ) -> None:
+        if "" in (destination, source):
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        dest = self.get_exchange(destination)
+        src = self.get_exchange(source)
+        if src.unbind(dest, routing_key, arguments):
+            self.e2e_count -= 1
+            if not any(d is dest for d, _k, _a in src.bindings()):
+                sources = self.e2e_sources.get(dest)
+                if sources is not None:
+                    sources.discard(src)
+                    if not sources:
+                        del self.e2e_sources[dest]
+            self._maybe_auto_delete(src)
+
+    # --------------------------------------------------------------- routing
+
+    def route(self, exchange: Exchange, routing_key: str, message: Message) -> Collection[Queue]:
+        """The queues a message published to ``exchange`` goes to (no duplicates)."""
+        headers = message.headers if exchange.needs_headers or self.e2e_count else None
+        if not self.e2e_count:
+            # Hot path: no exchange-to-exchange bindings, so destinations are queues.
+            found = exchange.route(routing_key, headers)
+            if found or "alternate-exchange" not in exchange.arguments:
+                return found  # type: ignore[return-value]
+        return self._route_graph(exchange, routing_key, headers)
+
+    def _route_graph(
+        self, start: Exchange, routing_key: str, headers: dict[str, Any] | None
+    ) -> Collection[Queue]:
+        queues: set[Queue] = set()
+        seen = {start}
+        pending = [start]
+        # Bounded by the number of exchanges: each is visited at most once, so
+        # binding loops (a -> b -> a) terminate.
+        while pending:
+            exchange = pending.pop()
+            found = False
+            for dest in exchange.route(routing_key, headers):
+                found = True
+                if isinstance(dest, Queue):
+                    queues.add(dest)
+                elif dest not in seen:
+                    seen.add(dest)
+                    pending.append(dest)
+            if not found:
+                alternate = exchange.arguments.get("alternate-exchange")
+                if isinstance(alternate, bytes):
+                    alternate = alternate.decode("utf-8", "replace")
+                ae = self.exchanges.get(alternate) if isinstance(alternate, str) else None
+                if ae is not None and ae not in seen:
+                    seen.add(ae)
+                    pending.append(ae)
+        return queues if queues else _EMPTY

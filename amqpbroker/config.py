@@ -1,0 +1,33 @@
+"""One frozen settings object, built from command-line flags (or the embedding API)."""
+
+from __future__ import annotations
+
+import attrs
+
+# RabbitMQ's defaults, so clients negotiate the same values against either broker.
+DEFAULT_PORT = 5672
+DEFAULT_CHANNEL_MAX = 2047
+DEFAULT_FRAME_MAX = 131072
+DEFAULT_HEARTBEAT = 60
+# RabbitMQ 3.x's max_message_size.
+DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
+# AMQP handshake must complete within this many seconds (RabbitMQ: 10 s).
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+
+
+@attrs.frozen
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: str | None = None
+    sync: str = "full"
+    log_level: str = "info"
+    channel_max: int = DEFAULT_CHANNEL_MAX
+    frame_max: int = DEFAULT_FRAME_MAX
+    heartbeat: int = DEFAULT_HEARTBEAT
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    default_user: str = "guest"
+    default_pass: str = "guest"
+    # RabbitMQ lets guest log in only from loopback; tests on 127.0.0.1 pass that.
+    loopback_users: tuple[str, ...] = ("guest",)

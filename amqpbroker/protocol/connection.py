@@ -1,0 +1,655 @@
+"""Sans-IO AMQP 0-9-1 connection: bytes in, frames out, no sockets, no event loop.
+
+This object owns everything the wire protocol decides on its own: the protocol
+header, the start / tune / open handshake, the channel table (open, closing,
+closed), content assembly (publish method + header + body frames), heartbeat
+bookkeeping with time passed in, and the one place where an :class:`AMQPError`
+becomes ``channel.close`` or ``connection.close``.
+
+What a frame *means* to the broker is decided by a :class:`Handler` (the broker
+session), called synchronously: ``receive_data()`` parses and dispatches frame by
+frame, so a channel closed by the handler while handling frame N already drops
+frame N+1 on that channel.
+
+Outgoing bytes accumulate in ``self.out`` (a list of ``bytes``): the I/O layer
+joins and sends them in one write per round (see PERFORMANCE-NOTES: one
+``send_all`` per batch, never one per frame).
+
+Error handling: protocol violations raise inside ``receive_data()`` only as
+:class:`AMQPError` and are turned into close frames here; after a connection
+close has been sent, ``closing`` is true and the I/O layer should flush ``out``
+and wait (bounded) for ``closed``.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Any, Protocol
+
+from pamqp import commands, decode
+
+from .. import errors
+from . import frames
+
+# What we offer in connection.tune (RabbitMQ's defaults, see RABBITMQ.md).
+CHANNEL_MAX = 2047
+FRAME_MAX = 131072
+HEARTBEAT = 60
+# AMQP's minimum frame size: every peer must accept frames of this size.
+FRAME_MIN_SIZE = 4096
+# Before tune-ok nothing may be bigger than the minimum frame (a pre-auth limit:
+# an unauthenticated peer cannot make us buffer 128 KiB frames).
+PRE_AUTH_FRAME_MAX = FRAME_MIN_SIZE
+
+# Method keys ((class_id << 16) | method_id) the connection handles itself.
+_CONNECTION_START_OK = 0x000A000B
+_CONNECTION_SECURE_OK = 0x000A0015
+_CONNECTION_TUNE_OK = 0x000A001F
+_CONNECTION_OPEN = 0x000A0028
+_CONNECTION_CLOSE = 0x000A0032
+_CONNECTION_CLOSE_OK = 0x000A0033
+_CONNECTION_BLOCKED = 0x000A003C
+_CONNECTION_UNBLOCKED = 0x000A003D
+_CONNECTION_UPDATE_SECRET = 0x000A0046
+_CHANNEL_OPEN = 0x0014000A
+_CHANNEL_CLOSE = 0x00140028
+_CHANNEL_CLOSE_OK = 0x00140029
+_BASIC_PUBLISH = 0x003C0028
+_BASIC_CLASS = 60
+
+_HEADER_PREFIX = struct.Struct(">HHQ")
+
+
+class Phase(enum.Enum):
+    AWAIT_HEADER = "awaiting protocol header"
+    AWAIT_START_OK = "awaiting start-ok"
+    AWAIT_TUNE_OK = "awaiting tune-ok"
+    AWAIT_OPEN = "awaiting open"
+    OPEN = "open"
+    CLOSING = "closing"  # we sent connection.close, waiting for close-ok
+    CLOSED = "closed"
+
+
+class Handler(Protocol):
+    """What the broker session provides to the protocol connection."""
+
+    def authenticate(self, mechanism: str, response: bytes) -> str | None:
+        """Return the user name for valid credentials, None to refuse the login."""
+
+    def open_vhost(self, user: str, vhost: str) -> None:
+        """Attach to ``vhost`` or raise an AMQPConnectionError (530)."""
+
+    def on_channel_open(self, channel: int) -> None: ...
+
+    def on_channel_closed(self, channel: int) -> None:
+        """The channel is gone (closed by either side): requeue, cancel consumers."""
+
+    def on_method(self, channel: int, key: int, payload: bytes) -> None:
+        """A channel method other than channel.open/close/close-ok and basic.publish."""
+
+    def on_publish(
+        self, channel: int, method_payload: bytes, header: bytes, body: bytes
+    ) -> None:
+        """A complete basic.publish (method payload, content header payload, body)."""
+
+    def on_connection_closed(self) -> None:
+        """The connection is over (close handshake done or transport lost)."""
+
+
+class _Channel:
+    """Per-channel protocol state: open/closing and content assembly."""
+
+    __slots__ = ("body_parts", "body_remaining", "closing", "header", "publish")
+
+    def __init__(self) -> None:
+        self.closing = False  # we sent channel.close, awaiting close-ok
+        self.publish: bytes | None = None  # method payload awaiting content
+        self.header: bytes | None = None
+        self.body_parts: list[bytes] = []
+        self.body_remaining = 0
+
+
+def _server_properties(product: str, version: str, info: str) -> dict[str, Any]:
+    return {
+        "product": product,
+        "version": version,
+        "platform": "Python",
+        "copyright": "The amqpbroker authors",
+        "information": info,
+        "cluster_name": "amqpbroker@localhost",
+        "capabilities": {
+            "publisher_confirms": True,
+            "exchange_exchange_bindings": True,
+            "basic.nack": True,
+            "consumer_cancel_notify": True,
+            "connection.blocked": True,
+            "consumer_priorities": True,
+            "authentication_failure_close": True,
+            "per_consumer_qos": True,
+            "direct_reply_to": True,
+        },
+    }
+
+
+def parse_amqplain(response: bytes) -> tuple[str, str] | None:
+    """AMQPLAIN's response is a field table without its length prefix."""
+    try:
+        _, table = decode.field_table(struct.pack(">I", len(response)) + response)
+    except (ValueError, struct.error, IndexError, UnicodeDecodeError, TypeError):
+        return None
+    login, password = table.get("LOGIN"), table.get("PASSWORD")
+    if isinstance(login, bytes):
+        login = login.decode("utf-8", "replace")
+    if isinstance(password, bytes):
+        password = password.decode("utf-8", "replace")
+    if not isinstance(login, str) or not isinstance(password, str):
+        return None
+    return login, password
+
+
+def parse_plain(response: bytes) -> tuple[str, str] | None:
+    """PLAIN is ``authzid NUL authcid NUL passwd`` (RFC 4616)."""
+    parts = response.split(b"\x00")
+    if len(parts) != 3:
+        return None
+    try:
+        return parts[1].decode("utf-8"), parts[2].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class AMQPConnection:
+    """One client connection's protocol state. See the module docstring."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        channel_max: int = CHANNEL_MAX,
+        frame_max: int = FRAME_MAX,
+        heartbeat: int = HEARTBEAT,
+        max_message_size: int = 128 * 1024 * 1024,
+        product: str = "RabbitMQ",
+        version: str = "3.10.8",
+        information: str = "",
+        now: float = 0.0,
+    ) -> None:
+        self.handler = handler
+        self.phase = Phase.AWAIT_HEADER
+        self.reader = frames.FrameReader(PRE_AUTH_FRAME_MAX)
+        self.out: list[bytes] = []
+        self.server_channel_max = channel_max
+        self.server_frame_max = frame_max
+        self.server_heartbeat = heartbeat
+        self.max_message_size = max_message_size
+        self.channel_max = channel_max
+        self.frame_max = frame_max
+        self.heartbeat = 0
+        self.channels: dict[int, _Channel] = {}
+        self.user: str | None = None
+        self.vhost: str | None = None
+        self.client_properties: dict[str, Any] = {}
+        self.client_capabilities: dict[str, Any] = {}
+        self.close_reason: str | None = None
+        self.last_received = now
+        self.last_sent = now
+        self._server_properties = _server_properties(product, version, information)
+        self._header_buf = b""
+
+    # ------------------------------------------------------------------ output
+
+    def send(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def send_method(self, channel: int, method: Any) -> None:
+        self.out.append(frames.encode_method(channel, method))
+
+    def take_output(self) -> bytes:
+        """Everything queued for the peer, joined; empties the queue."""
+        data = b"".join(self.out)
+        self.out.clear()
+        return data
+
+    @property
+    def closing(self) -> bool:
+        return self.phase in (Phase.CLOSING, Phase.CLOSED)
+
+    @property
+    def closed(self) -> bool:
+        return self.phase is Phase.CLOSED
+
+    def wants(self, capability: str) -> bool:
+        return bool(self.client_capabilities.get(capability))
+
+    # ------------------------------------------------------------------- input
+
+    def receive_data(self, data: bytes, now: float = 0.0) -> None:
+        """Feed bytes from the peer; frames are handled as soon as complete."""
+        self.last_received = now
+        if self.phase is Phase.CLOSED:
+            return
+        if self.phase is Phase.AWAIT_HEADER:
+            data = self._receive_header(data)
+            if not data:
+                return
+        reader = self.reader
+        reader.feed(data)
+        try:
+            while self.phase is not Phase.CLOSED:
+                frame = reader.next_frame()
+                if frame is None:
+                    break
+                self._handle_frame(*frame)
+        except errors.AMQPError as exc:
+            # Anything not caught per channel below is a connection-level failure.
+            self.close_connection(exc)
+
+    def _receive_header(self, data: bytes) -> bytes:
+        buf = self._header_buf + data
+        if len(buf) < 8:
+            self._header_buf = buf
+            return b""
+        header, rest = buf[:8], buf[8:]
+        self._header_buf = b""
+        # RabbitMQ also accepts the 0-9-1 header some old clients send as "AMQP\x01\x01\x00\x09".
+        if header not in (frames.PROTOCOL_HEADER, b"AMQP\x01\x01\x00\x09"):
+            self.out.append(frames.PROTOCOL_HEADER)
+            self.close_reason = "bad protocol header"
+            self.phase = Phase.CLOSED
+            return b""
+        self.phase = Phase.AWAIT_START_OK
+        self.send_method(
+            0,
+            commands.Connection.Start(
+                server_properties=self._server_properties,
+                mechanisms="PLAIN AMQPLAIN",
+                locales="en_US",
+            ),
+        )
+        return rest
+
+    def _handle_frame(self, frame_type: int, channel: int, payload: bytes) -> None:
+        if frame_type == frames.FRAME_HEARTBEAT:
+            if channel != 0:
+                raise errors.FrameError(
+                    f"heartbeat frame on channel {channel}"  # RabbitMQ: non-zero channel
+                )
+            return
+        if self.phase is not Phase.OPEN:
+            self._handle_handshake_frame(frame_type, channel, payload)
+            return
+        if channel == 0:
+            if frame_type != frames.FRAME_METHOD:
+                raise errors.UnexpectedFrame(f"unexpected frame type {frame_type} on channel 0")
+            self._handle_connection_method(payload)
+            return
+        ch = self.channels.get(channel)
+        if ch is None:
+            self._handle_unopened_channel(frame_type, channel, payload)
+            return
+        if ch.closing:
+            # Everything but close / close-ok is dropped until the peer confirms.
+            if frame_type == frames.FRAME_METHOD:
+                key = frames.method_key(payload)
+                if key == _CHANNEL_CLOSE_OK:
+                    del self.channels[channel]
+                elif key == _CHANNEL_CLOSE:
+                    self.send_method(channel, commands.Channel.CloseOk())
+            return
+        if frame_type == frames.FRAME_METHOD:
+            if ch.publish is not None:
+                raise errors.UnexpectedFrame(
+                    "expected content header for class 60, "
+                    "got non content header frame instead"
+                    if ch.header is None
+                    else "expected content body, got non content body frame instead"
+                )
+            self._handle_channel_method(channel, ch, payload)
+        elif frame_type == frames.FRAME_HEADER:
+            self._handle_content_header(channel, ch, payload)
+        elif frame_type == frames.FRAME_BODY:
+            self._handle_content_body(channel, ch, payload)
+        else:  # pragma: no cover - the reader refuses unknown frame types
+            raise errors.FrameError(f"unknown frame type {frame_type}")
+
+    def _handle_unopened_channel(self, frame_type: int, channel: int, payload: bytes) -> None:
+        if frame_type != frames.FRAME_METHOD:
+            raise errors.UnexpectedFrame(
+                f"expected method frame, got content frame on unopened channel {channel}"
+            )
+        key = frames.method_key(payload)
+        if key == _CHANNEL_OPEN:
+            if channel > self.channel_max:
+                raise errors.NotAllowed(
+                    f"number of channels opened ({len(self.channels)}) has reached the "
+                    f"negotiated channel_max ({self.channel_max})"
+                )
+            self.channels[channel] = _Channel()
+            self.send_method(channel, commands.Channel.OpenOk())
+            self.handler.on_channel_open(channel)
+        elif key == _CHANNEL_CLOSE:
+            # RabbitMQ answers a close of an unknown channel with close-ok.
+            self.send_method(channel, commands.Channel.CloseOk())
+        elif key == _CHANNEL_CLOSE_OK:
+            pass
+        else:
+            raise errors.ChannelErrorCode("expected 'channel.open'", class_id=key >> 16,
+                                          method_id=key & 0xFFFF)
+
+    def _handle_channel_method(self, channel: int, ch: _Channel, payload: bytes) -> None:
+        key = frames.method_key(payload)
+        if key == _BASIC_PUBLISH:
+            # Content follows; the method is only decoded once the message is whole.
+            ch.publish = payload
+            return
+        if key == _CHANNEL_OPEN:
+            raise errors.ChannelErrorCode(
+                "second 'channel.open' seen", class_id=20, method_id=10
+            )
+        if key == _CHANNEL_CLOSE:
+            del self.channels[channel]
+            self.send_method(channel, commands.Channel.CloseOk())
+            self.handler.on_channel_closed(channel)
+            return
+        if key == _CHANNEL_CLOSE_OK:
+            return  # a stray close-ok for a channel we never closed: ignore, as RabbitMQ does
+        try:
+            self.handler.on_method(channel, key, payload)
+        except errors.AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = key >> 16, key & 0xFFFF
+            self.close_channel(channel, exc)
+
+    def _handle_content_header(self, channel: int, ch: _Channel, payload: bytes) -> None:
+        if ch.publish is None or ch.header is not None:
+            raise errors.UnexpectedFrame(
+                "expected method frame, got non method frame instead"
+                if ch.publish is None
+                else "expected content body, got non content body frame instead"
+            )
+        if len(payload) < 14:
+            raise errors.FrameError("content header too short")
+        class_id, _weight, body_size = _HEADER_PREFIX.unpack_from(payload)
+        if class_id != _BASIC_CLASS:
+            raise errors.UnexpectedFrame(
+                f"expected content header for class 60, got one for class {class_id} instead"
+            )
+        if body_size > self.max_message_size:
+            ch.publish = None
+            self.close_channel(
+                channel,
+                errors.PreconditionFailed(
+                    f"message size {body_size} is larger than configured max size "
+                    f"{self.max_message_size}",
+                    class_id=60,
+                    method_id=40,
+                ),
+            )
+            return
+        ch.header = payload
+        ch.body_remaining = body_size
+        if body_size == 0:
+            self._complete_content(channel, ch)
+
+    def _handle_content_body(self, channel: int, ch: _Channel, payload: bytes) -> None:
+        if ch.header is None:
+            raise errors.UnexpectedFrame(
+                "expected content header for class 60, got non content header frame instead"
+                if ch.publish is not None
+                else "expected method frame, got non method frame instead"
+            )
+        ch.body_remaining -= len(payload)
+        if ch.body_remaining < 0:
+            raise errors.FrameError("content body larger than the size its header declared")
+        ch.body_parts.append(payload)
+        if ch.body_remaining == 0:
+            self._complete_content(channel, ch)
+
+    def _complete_content(self, channel: int, ch: _Channel) -> None:
+        parts = ch.body_parts
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        method, header = ch.publish, ch.header
+        assert method is not None and header is not None
+        ch.publish = ch.header = None
+        ch.body_parts = []
+        try:
+            self.handler.on_publish(channel, method, header, body)
+        except errors.AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = 60, 40
+            self.close_channel(channel, exc)
+
+    # ------------------------------------------------------------- handshake
+
+    def _expect_method(self, frame_type: int, channel: int, payload: bytes) -> int:
+        if frame_type != frames.FRAME_METHOD or channel != 0:
+            raise errors.UnexpectedFrame(
+                f"expected a connection method on channel 0 during the handshake "
+                f"({self.phase.value})"
+            )
+        return frames.method_key(payload)
+
+    def _handle_handshake_frame(self, frame_type: int, channel: int, payload: bytes) -> None:
+        if self.phase is Phase.CLOSING:
+            if frame_type == frames.FRAME_METHOD and channel == 0:
+                key = frames.method_key(payload)
+                if key == _CONNECTION_CLOSE_OK:
+                    self._finish()
+                elif key == _CONNECTION_CLOSE:
+                    self.send_method(0, commands.Connection.CloseOk())
+                    self._finish()
+            return
+        key = self._expect_method(frame_type, channel, payload)
+        if key == _CONNECTION_CLOSE:
+            self.send_method(0, commands.Connection.CloseOk())
+            self._finish()
+            return
+        if self.phase is Phase.AWAIT_START_OK and key == _CONNECTION_START_OK:
+            self._on_start_ok(frames.decode_method(payload))
+        elif self.phase is Phase.AWAIT_TUNE_OK and key == _CONNECTION_TUNE_OK:
+            self._on_tune_ok(frames.decode_method(payload))
+        elif self.phase is Phase.AWAIT_OPEN and key == _CONNECTION_OPEN:
+            self._on_open(frames.decode_method(payload))
+        else:
+            raise errors.CommandInvalid(
+                f"expected {self.phase.value}, got method {key >> 16}.{key & 0xFFFF}"
+            )
+
+    def _on_start_ok(self, method: Any) -> None:
+        props = method.client_properties or {}
+        self.client_properties = props
+        caps = props.get("capabilities")
+        self.client_capabilities = caps if isinstance(caps, dict) else {}
+        mechanism = method.mechanism
+        response = method.response
+        if isinstance(response, str):
+            response = response.encode("utf-8", "surrogateescape")
+        if mechanism not in ("PLAIN", "AMQPLAIN"):
+            raise errors.CommandInvalid(
+                f"unknown authentication mechanism '{mechanism}'"
+            )
+        user = self.handler.authenticate(mechanism, response)
+        if user is None:
+            who = parse_plain(response) if mechanism == "PLAIN" else parse_amqplain(response)
+            self.close_reason = f"login refused for user '{who[0] if who else '?'}'"
+            if self.wants("authentication_failure_close"):
+                self.close_connection(
+                    errors.AMQPConnectionError(
+                        f"Login was refused using authentication mechanism {mechanism}. "
+                        "For details see the broker logfile.",
+                        reply_code=errors.ACCESS_REFUSED,
+                    )
+                )
+            else:
+                self.phase = Phase.CLOSED  # older clients expect the socket to just close
+            return
+        self.user = user
+        self.phase = Phase.AWAIT_TUNE_OK
+        self.send_method(
+            0,
+            commands.Connection.Tune(
+                channel_max=self.server_channel_max,
+                frame_max=self.server_frame_max,
+                heartbeat=self.server_heartbeat,
+            ),
+        )
+
+    def _on_tune_ok(self, method: Any) -> None:
+        frame_max = method.frame_max
+        server_max = self.server_frame_max
+        if frame_max == 0 and server_max != 0 or server_max and frame_max > server_max:
+            raise errors.NotAllowed(
+                f"negotiated frame_max = {frame_max} is higher than the maximum allowed "
+                f"value ({server_max})"
+            )
+        if 0 < frame_max < FRAME_MIN_SIZE:
+            raise errors.NotAllowed(
+                f"negotiated frame_max = {frame_max} is lower than the minimum allowed "
+                f"value ({FRAME_MIN_SIZE})"
+            )
+        channel_max = method.channel_max
+        if channel_max == 0 or channel_max > self.server_channel_max:
+            if channel_max > self.server_channel_max:
+                raise errors.NotAllowed(
+                    f"negotiated channel_max = {channel_max} is higher than the maximum "
+                    f"allowed value ({self.server_channel_max})"
+                )
+            channel_max = self.server_channel_max
+        self.channel_max = channel_max
+        self.frame_max = frame_max or server_max
+        self.heartbeat = method.heartbeat
+        self.reader.frame_max = self.frame_max
+        self.phase = Phase.AWAIT_OPEN
+
+    def _on_open(self, method: Any) -> None:
+        assert self.user is not None
+        vhost = method.virtual_host
+        self.handler.open_vhost(self.user, vhost)
+        self.vhost = vhost
+        self.phase = Phase.OPEN
+        self.send_method(0, commands.Connection.OpenOk())
+
+    def _handle_connection_method(self, payload: bytes) -> None:
+        key = frames.method_key(payload)
+        if key == _CONNECTION_CLOSE:
+            self.send_method(0, commands.Connection.CloseOk())
+            self._finish()
+        elif key == _CONNECTION_CLOSE_OK:
+            self._finish()
+        elif key in (_CONNECTION_BLOCKED, _CONNECTION_UNBLOCKED):
+            pass  # client-sent blocked notifications carry no meaning for a server
+        elif key == _CONNECTION_UPDATE_SECRET:
+            raise errors.NotImplemented_("connection.update-secret is not supported")
+        else:
+            raise errors.CommandInvalid(
+                f"unexpected method {key >> 16}.{key & 0xFFFF} on channel 0"
+            )
+
+    # ------------------------------------------------------------------ closing
+
+    def close_channel(self, channel: int, exc: errors.AMQPError) -> None:
+        """Send channel.close for a channel error; connection-level codes escalate."""
+        if isinstance(exc, errors.AMQPConnectionError) or exc.reply_code in errors.CONNECTION_CODES:
+            self.close_connection(exc)
+            return
+        ch = self.channels.get(channel)
+        if ch is None or ch.closing:
+            return
+        ch.closing = True
+        ch.publish = ch.header = None
+        ch.body_parts = []
+        self.send_method(
+            channel,
+            commands.Channel.Close(
+                reply_code=exc.reply_code,
+                reply_text=_short(exc.reply_text),
+                class_id=exc.class_id,
+                method_id=exc.method_id,
+            ),
+        )
+        self.handler.on_channel_closed(channel)
+
+    def close_connection(self, exc: errors.AMQPError) -> None:
+        """Send connection.close and drop everything but close-ok from now on."""
+        if self.closing:
+            return
+        self.close_reason = exc.reply_text
+        if self.phase in (Phase.AWAIT_HEADER,):
+            self.phase = Phase.CLOSED
+            return
+        self.send_method(
+            0,
+            commands.Connection.Close(
+                reply_code=exc.reply_code,
+                reply_text=_short(exc.reply_text),
+                class_id=exc.class_id,
+                method_id=exc.method_id,
+            ),
+        )
+        opened = self.phase is Phase.OPEN
+        self.phase = Phase.CLOSING
+        if opened:
+            self._drop_channels()
+
+    def _drop_channels(self) -> None:
+        channels = list(self.channels)
+        self.channels.clear()
+        for channel in channels:
+            self.handler.on_channel_closed(channel)
+
+    def _finish(self) -> None:
+        was_closed = self.phase is Phase.CLOSED
+        self.phase = Phase.CLOSED
+        if not was_closed:
+            self._drop_channels()
+            self.handler.on_connection_closed()
+
+    def connection_lost(self) -> None:
+        """The transport went away (EOF, reset, timeout); release everything."""
+        if self.phase is not Phase.CLOSED:
+            self.phase = Phase.CLOSED
+            self._drop_channels()
+            self.handler.on_connection_closed()
+
+    # -------------------------------------------------------------- heartbeats
+
+    def tick(self, now: float) -> bool:
+        """Heartbeat bookkeeping; returns False when the peer must be dropped.
+
+        A heartbeat goes out when we have been silent for half the interval; a
+        peer silent for two full intervals is considered dead (as RabbitMQ).
+        """
+        if self.heartbeat <= 0 or self.phase is not Phase.OPEN:
+            return True
+        if now - self.last_received > 2 * self.heartbeat:
+            self.close_reason = (
+                f"missed heartbeats from client, timeout: {self.heartbeat}s"
+            )
+            return False
+        if now - self.last_sent >= self.heartbeat / 2 and not self.out:
+            self.out.append(frames.HEARTBEAT_FRAME)
+        return True
+
+    def mark_sent(self, now: float) -> None:
+        self.last_sent = now
+
+
+def _short(text: str) -> str:
+    """reply-text is a shortstr: at most 255 bytes of UTF-8."""
+    data = text.encode("utf-8")
+    if len(data) <= 255:
+        return text
+    return data[:255].decode("utf-8", "ignore")
+
+
+__all__ = [
+    "CHANNEL_MAX",
+    "FRAME_MAX",
+    "HEARTBEAT",
+    "AMQPConnection",
+    "Handler",
+    "Phase",
+    "parse_amqplain",
+    "parse_plain",
+]

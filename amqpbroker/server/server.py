@@ -1,0 +1,201 @@
+"""The only trio code: the listener and, per connection, a reader, a writer and a ticker.
+
+Per connection (hypercorn style, the I/O layer stays thin):
+- the reader does ``receive_some`` and feeds the bytes to the session, which
+  handles every complete frame synchronously and queues output;
+- the writer sleeps until woken, then sends everything queued in ONE ``send_all``
+  (PERFORMANCE-NOTES: joining 100 messages costs ~0.3 us each, sending them one by
+  one ~30 us each);
+- the ticker wakes every so often for heartbeats and the handshake timeout.
+There is no task per message and no lock: all broker state lives on this thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+
+import trio
+
+from ..broker.broker import Broker
+from ..broker.session import Session
+
+log = logging.getLogger("amqpbroker.server")
+
+# Read in large chunks: every frame in one chunk is handled before the next read,
+# so publisher confirms and deliveries batch naturally.
+RECV_SIZE = 256 * 1024
+# After we send connection.close, how long we wait for close-ok (RabbitMQ waits too).
+CLOSE_OK_TIMEOUT = 3.0
+# A writer stuck on a peer that stopped reading gives up after this long once the
+# connection is over.
+FINAL_FLUSH_TIMEOUT = 5.0
+
+
+class _Wakeup:
+    """A re-armable event: ``set`` is cheap and idempotent until the next wait."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = trio.Event()
+
+
+def _peer_name(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return ""
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def handle_connection(broker: Broker, stream: trio.abc.Stream) -> None:
+    """Serve one client until it goes away; never raises for client misbehaviour."""
+    sock = getattr(stream, "socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+    session = Session(broker, _peer_name(stream), now=trio.current_time())
+    broker.sessions.add(session)
+    proto = session.proto
+    wakeup = _Wakeup()
+    session.wake = wakeup.set
+    finished = trio.Event()
+    started = trio.current_time()
+
+    async def writer() -> None:
+        try:
+            while True:
+                await wakeup.wait()
+                if proto.out:
+                    data = proto.take_output()
+                    await stream.send_all(data)
+                    proto.mark_sent(trio.current_time())
+                    session.drained()
+                if finished.is_set() and not proto.out:
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            proto.connection_lost()
+            finished.set()
+
+    async def ticker() -> None:
+        settings = broker.settings
+        while not finished.is_set():
+            interval = proto.heartbeat / 2 if proto.heartbeat else 1.0
+            await trio.sleep(min(interval, 1.0) if not proto.heartbeat else interval)
+            now = trio.current_time()
+            if proto.vhost is None and now - started > settings.handshake_timeout:
+                proto.close_reason = "handshake timeout"
+                proto.connection_lost()
+                finished.set()
+                wakeup.set()
+                return
+            if not proto.tick(now):
+                log.warning("connection %s: %s", session.peer, proto.close_reason)
+                proto.connection_lost()
+                finished.set()
+                wakeup.set()
+                return
+            if proto.out:
+                wakeup.set()
+
+    async def reader() -> None:
+        closing_deadline = math.inf
+        try:
+            while not proto.closed and not finished.is_set():
+                with trio.move_on_at(closing_deadline):
+                    data = await stream.receive_some(RECV_SIZE)
+                    if not data:
+                        break
+                    session.receive_data(data, trio.current_time())
+                    if proto.closing and closing_deadline == math.inf:
+                        closing_deadline = trio.current_time() + CLOSE_OK_TIMEOUT
+                    continue
+                break  # close-ok never came
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        proto.connection_lost()
+        finished.set()
+        wakeup.set()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            nursery.start_soon(ticker)
+            nursery.start_soon(reader)
+            await finished.wait()
+            # Let the writer flush what is left (close frames), bounded in time.
+            with trio.move_on_after(FINAL_FLUSH_TIMEOUT):
+                while proto.out:
+                    wakeup.set()
+                    await trio.sleep(0.001)
+            nursery.cancel_scope.cancel()
+    finally:
+        proto.connection_lost()
+        broker.sessions.discard(session)
+        with trio.move_on_after(1) as cleanup:
+            cleanup.shield = True
+            try:
+                await stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+
+class Server:
+    """Listens for AMQP clients; ``serve`` runs until cancelled or ``shutdown``."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.listeners: list[trio.SocketListener] = []
+        self._accepting: trio.CancelScope | None = None
+        self._connections: trio.CancelScope | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.listeners[0].socket.getsockname()[1])
+
+    async def listen(self, host: str, port: int) -> None:
+        """Bind the listening socket(s); raises OSError (e.g. port in use) plainly."""
+        self.listeners = await trio.open_tcp_listeners(port, host=host)
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept connections on the bound listeners until ``shutdown``."""
+        async with trio.open_nursery() as connections:
+            self._connections = connections.cancel_scope
+            with trio.CancelScope() as accepting:
+                self._accepting = accepting
+                task_status.started(self)
+                await trio.serve_listeners(
+                    lambda stream: handle_connection(self.broker, stream),
+                    self.listeners,
+                    handler_nursery=connections,
+                )
+            for listener in self.listeners:
+                await listener.aclose()
+
+    async def shutdown(self, grace: float = 2.0) -> None:
+        """Stop accepting, close every connection with 320 CONNECTION_FORCED."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+        for session in list(self.broker.sessions):
+            session.force_close()
+        with trio.move_on_after(grace):
+            while self.broker.sessions:
+                await trio.sleep(0.01)
+        if self._connections is not None:
+            self._connections.cancel()
