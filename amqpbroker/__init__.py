@@ -1,4 +1,19 @@
 """amqpbroker: an AMQP 0-9-1 broker that stock RabbitMQ clients can use as RabbitMQ."""
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
 
+__all__ = ["Broker", "__version__", "open_broker"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily so that `import amqpbroker` (e.g. by the pytest plugin of a
+    # suite that never starts a broker) does not pay for trio and pamqp.
+    if name in ("Broker", "open_broker"):
+        from . import embed
+
+        return getattr(embed, name)
+    raise AttributeError(name)

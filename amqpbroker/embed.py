@@ -1,0 +1,185 @@
+"""Run a broker inside this process: for test suites and applications that embed one.
+
+Synchronous code (pika, kombu, Celery) and asyncio code (aio-pika, aiormq) use
+:class:`Broker`, which runs its own trio loop on a background thread::
+
+    with amqpbroker.Broker() as broker:
+        connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+
+Trio code can run the broker in its own nursery instead::
+
+    async with amqpbroker.open_broker() as broker:
+        ...
+
+Resource handling: the thread (or the nursery task) lives exactly as long as the
+``with`` block; leaving it closes client connections with 320 CONNECTION_FORCED
+and joins the thread.
+
+Error handling: failing to start (port in use) raises the OSError in the caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from .broker.broker import Broker as BrokerCore
+from .config import Settings
+from .server.server import Server
+
+T = TypeVar("T")
+
+# How long start() waits for the background loop to accept connections.
+START_TIMEOUT = 10.0
+# How long stop() waits for clients to answer connection.close before cutting them.
+STOP_GRACE = 1.0
+
+
+def _url(host: str, port: int, vhost: str = "/") -> str:
+    from urllib.parse import quote
+
+    return f"amqp://guest:guest@{host}:{port}/{quote(vhost, safe='')}"
+
+
+class Broker:
+    """A broker on a background thread; in-memory storage unless ``data_dir`` is given."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **settings: Any) -> None:
+        settings.setdefault("data_dir", ":memory:")
+        self.settings = Settings(host=host, port=port, **settings)
+        self.core: BrokerCore | None = None
+        self.port = 0
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> Broker:
+        if self._thread is not None:
+            raise RuntimeError("broker already started")
+        self._thread = threading.Thread(target=self._run, name="amqpbroker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            raise TimeoutError(f"amqpbroker did not start within {START_TIMEOUT} s")
+        if self._error is not None:
+            self._thread.join(1)
+            self._thread = None
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:  # reported to the thread that called start()
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        core = BrokerCore(self.settings)
+        server = Server(core)
+        try:
+            await server.listen(self.settings.host, self.settings.port)
+        except OSError as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            self.core, self.port = core, server.port
+            self._ready.set()
+            await self._stop.wait()
+            await server.shutdown(grace=STOP_GRACE)
+            nursery.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        if self._token is not None and self._stop is not None and thread.is_alive():
+            try:
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
+        thread.join(STOP_GRACE + 5)
+        self._thread = None
+
+    def __enter__(self) -> Broker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --------------------------------------------------------------- addresses
+
+    @property
+    def host(self) -> str:
+        return self.settings.host
+
+    @property
+    def url(self) -> str:
+        """``amqp://guest:guest@HOST:PORT/%2F`` for the default vhost."""
+        return _url(self.host, self.port)
+
+    def url_for(self, vhost: str) -> str:
+        return _url(self.host, self.port, vhost)
+
+    # ------------------------------------------------------------ administration
+
+    def call(self, func: Callable[..., T], *args: Any) -> T:
+        """Run ``func(*args)`` on the broker's thread (where all its state lives)."""
+        if self._token is None:
+            raise RuntimeError("broker is not running")
+        return trio.from_thread.run_sync(func, *args, trio_token=self._token)
+
+    def add_vhost(self, name: str) -> None:
+        assert self.core is not None
+        self.call(self.core.add_vhost, name)
+
+    def delete_vhost(self, name: str) -> None:
+        assert self.core is not None
+        self.call(self.core.delete_vhost, name)
+
+
+@attrs.define
+class TrioBroker:
+    """A broker running as a task in the caller's trio nursery."""
+
+    core: BrokerCore
+    server: Server
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return _url(self.core.settings.host, self.port)
+
+
+@asynccontextmanager
+async def open_broker(
+    host: str = "127.0.0.1", port: int = 0, **settings: Any
+) -> AsyncIterator[TrioBroker]:
+    """Serve from the current trio run until the block exits."""
+    settings.setdefault("data_dir", ":memory:")
+    core = BrokerCore(Settings(host=host, port=port, **settings))
+    server = Server(core)
+    await server.listen(host, port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        try:
+            yield TrioBroker(core, server)
+        finally:
+            with trio.CancelScope(shield=True):
+                await server.shutdown(grace=STOP_GRACE)
+            nursery.cancel_scope.cancel()
