@@ -18,6 +18,7 @@ from pamqp import commands
 
 from .. import errors
 from ..protocol import frames
+from ..protocol import properties as props
 from .channel import Channel
 from .consumer import Consumer
 from .message import Message
@@ -211,11 +212,12 @@ def basic_qos(session: Session, channel: Channel, payload: bytes) -> None:
         raise errors.NotImplemented_(f"prefetch_size!=0 ({m.prefetch_size})")
     if m.global_:
         channel.global_prefetch = m.prefetch_count
-        if m.prefetch_count:
-            pass
-        channel.resume()
     else:
         channel.consumer_prefetch = m.prefetch_count
+        # RabbitMQ 3.x (rabbit_channel: rabbit_limiter:unlimit_prefetch) drops the
+        # channel-wide limit on any global=false qos, releasing blocked consumers.
+        channel.global_prefetch = 0
+    channel.resume()
     _reply(session, channel, commands.Basic.QosOk())
 
 
@@ -345,6 +347,7 @@ def basic_publish(
     if channel.tx is not None:
         vhost = _vhost(session)
         vhost.get_exchange(exchange_name)  # a missing exchange fails the publish now
+        _check_user_id(session, header)
         channel.tx.append(
             lambda: _route(session, channel, exchange_name, routing_key, mandatory, header, body)
         )
@@ -385,6 +388,22 @@ def _route(
     if channel.confirm:
         channel.publish_accepted(channel.confirm_publish())
         session.dirty.add(channel)
+
+
+def _check_user_id(session: Session, header: bytes) -> None:
+    """A user_id property must name the authenticated user (RabbitMQ: 406)."""
+    # Hot path: test the property flag bit (0x0010, low byte of the flags at
+    # offset 12) and parse the properties only when user_id is present.
+    if len(header) > 13 and header[13] & _USER_ID_FLAG:
+        user_id = props.scan_properties(header).user_id
+        if user_id != session.user:
+            raise errors.PreconditionFailed(
+                f"user_id property set to '{user_id}' but authenticated user was "
+                f"'{session.user}'"
+            )
+
+
+_USER_ID_FLAG = 0x10
 
 
 # ------------------------------------------------------------ confirm and tx
