@@ -372,6 +372,7 @@ def _route(
         raise errors.AccessRefused(
             f"cannot publish to internal exchange '{exchange_name}' in vhost '{vhost.name}'"
         )
+    _check_user_id(session, header)
     message = Message(exchange_name, routing_key, header, body)
     queues = vhost.route(exchange, routing_key, message)
     if queues:
