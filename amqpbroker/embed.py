@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
@@ -31,6 +31,9 @@ import trio
 from .broker.broker import Broker as BrokerCore
 from .config import Settings
 from .server.server import Server
+
+if TYPE_CHECKING:
+    from .testing.helpers import BrokerInspector
 
 T = TypeVar("T")
 
@@ -148,6 +151,13 @@ class Broker:
     def delete_vhost(self, name: str) -> None:
         assert self.core is not None
         self.call(self.core.delete_vhost, name)
+
+    def inspect(self, vhost: str = "/") -> BrokerInspector:
+        """A :class:`~amqpbroker.testing.BrokerInspector` on ``vhost``: queues,
+        bindings and messages without consuming them, and waits on them."""
+        from .testing.helpers import BrokerInspector
+
+        return BrokerInspector(self, vhost)
 
 
 @attrs.define

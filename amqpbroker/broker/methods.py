@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Session", Channel, bytes], None]
 HANDLERS: dict[int, Handler] = {}
+# Called as observe(vhost, message, queues) after each publish is routed: the
+# testing helpers record published messages with it.  Empty unless a test is
+# recording, so the hot path pays one truthiness test for it.
+PUBLISH_OBSERVERS: list[Callable[[Any, Message, Any], None]] = []
 
 
 def handles(class_id: int, method_id: int) -> Callable[[Handler], Handler]:
@@ -375,6 +379,9 @@ def _route(
     _check_user_id(session, header)
     message = Message(exchange_name, routing_key, header, body)
     queues = vhost.route(exchange, routing_key, message)
+    if PUBLISH_OBSERVERS:
+        for observe in PUBLISH_OBSERVERS:
+            observe(vhost, message, queues)
     if queues:
         for queue in queues:
             queue.publish(message)

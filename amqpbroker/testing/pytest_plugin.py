@@ -1,0 +1,205 @@
+"""pytest plugin: an AMQP broker for every test, isolated per test, no setup.
+
+Installed with amqpbroker (entry point ``pytest11``), so these fixtures are there
+in any suite of the environment:
+
+``amqp_url``
+    An ``amqp://`` URL to a virtual host made for this test and deleted after it:
+    tests never see each other's queues, exchanges or messages.  Hand it to pika,
+    aio-pika, kombu or Celery as the broker URL.
+``amqp_vhost``
+    The name of that virtual host.
+``amqp_broker`` (session)
+    The broker: an embedded :class:`amqpbroker.Broker` (started on first use,
+    ~2 ms), or an :class:`~amqpbroker.testing.external.ExternalBroker`.
+``amqp_inspector``
+    A :class:`~amqpbroker.testing.BrokerInspector` on the test's vhost: queues,
+    bindings and messages without consuming them, the messages published to an
+    exchange, and ``wait_for_*``.  Needs the embedded broker; the test is skipped
+    when the suite runs against an external one.
+
+Run the same tests against another broker, e.g. a real RabbitMQ::
+
+    pytest --amqp-url amqp://guest:guest@localhost:5672/ \\
+           --amqp-management-url http://guest:guest@localhost:15672/
+
+(or the environment variables ``AMQPBROKER_TEST_URL`` and
+``AMQPBROKER_TEST_MANAGEMENT_URL``; a command-line option wins over its variable).
+With a management URL every test gets a fresh vhost there, created and deleted
+through the management API, just as with the embedded broker.  Without one,
+every test shares the URL's vhost, and ``amqp_url`` leads through a loopback
+relay that notes the queues and exchanges the test declares: after the test its
+connections are cut and those are deleted (so do not point it at a vhost that
+holds queues you want to keep).  Over ``amqps://`` without a management URL
+nothing is cleaned up.
+
+Import cost: this module imports nothing beyond the standard library and pytest;
+the broker (trio, pamqp) is imported only when a fixture is first used.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Union
+
+import pytest
+
+if TYPE_CHECKING:
+    from ..embed import Broker
+    from .external import ExternalBroker
+    from .helpers import BrokerInspector
+
+    AnyBroker = Union[Broker, ExternalBroker]  # noqa: UP007 (a runtime-free alias)
+
+URL_ENV = "AMQPBROKER_TEST_URL"
+MANAGEMENT_URL_ENV = "AMQPBROKER_TEST_MANAGEMENT_URL"
+# Vhost names carry the test's name, cut to this length, to make a broker's logs
+# and errors ("no queue 'x' in vhost '...'") point at the test.
+VHOST_NAME_MAX = 60
+
+_vhost_numbers = itertools.count(1)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("amqpbroker", "AMQP broker fixtures (amqpbroker)")
+    group.addoption(
+        "--amqp-url",
+        default=None,
+        metavar="URL",
+        help=(
+            "run the amqp_* fixtures against the broker at URL (e.g. a real RabbitMQ) "
+            f"instead of an embedded amqpbroker [env {URL_ENV}]"
+        ),
+    )
+    group.addoption(
+        "--amqp-management-url",
+        default=None,
+        metavar="URL",
+        help=(
+            "RabbitMQ management API of the --amqp-url broker, e.g. "
+            "http://guest:guest@localhost:15672; gives each test a vhost of its own "
+            f"there [env {MANAGEMENT_URL_ENV}]"
+        ),
+    )
+
+
+def _external_urls(config: pytest.Config) -> tuple[str | None, str | None]:
+    url = config.getoption("--amqp-url") or os.environ.get(URL_ENV) or None
+    management = (
+        config.getoption("--amqp-management-url") or os.environ.get(MANAGEMENT_URL_ENV) or None
+    )
+    return url, management
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    # Only when tests will leave the process: the embedded default needs no line
+    # in every suite of the environment.
+    url, management = _external_urls(config)
+    if url is None:
+        return None
+    from .external import ExternalBroker
+
+    return f"amqpbroker fixtures: external broker {ExternalBroker(url, management).describe()}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:VHOST_NAME_MAX]
+
+
+@pytest.fixture(scope="session")
+def amqp_broker(request: pytest.FixtureRequest) -> Iterator[AnyBroker]:
+    """The broker behind ``amqp_url``: one per session.
+
+    Error handling: an embedded broker that cannot start, or an external one that
+    cannot be reached, errors every test that uses it with the reason.
+    Resource handling: the embedded broker stops (connections closed with 320
+    CONNECTION_FORCED) when the session ends.
+    """
+    url, management = _external_urls(request.config)
+    if url is None:
+        from ..embed import Broker
+
+        with Broker() as embedded:
+            yield embedded
+        return
+    from .external import ExternalBroker
+
+    external = ExternalBroker(url, management)
+    external.check()
+    yield external
+
+
+@pytest.fixture
+def amqp_vhost(amqp_broker: AnyBroker, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A vhost for this test alone, deleted (with its connections) after the test.
+
+    Against an external broker without a management URL this is the URL's own vhost,
+    shared by all tests and left as the tests leave it.
+
+    Error handling: failing to create or delete the vhost errors the test.
+    Resource handling: deleting the vhost closes connections still open to it.
+    """
+    from .external import ExternalBroker
+
+    number = next(_vhost_numbers)
+    if isinstance(amqp_broker, ExternalBroker):
+        if not amqp_broker.isolated:
+            yield amqp_broker.vhost
+            return
+        # Unique across processes and machines sharing one RabbitMQ.
+        name = f"amqpbroker-test-{os.getpid()}-{os.urandom(3).hex()}-{number}"
+    else:
+        name = f"test-{number}"
+    name = f"{name}-{_slug(request.node.name)}"
+    amqp_broker.add_vhost(name)
+    try:
+        yield name
+    finally:
+        amqp_broker.delete_vhost(name)
+
+
+@pytest.fixture
+def amqp_url(amqp_broker: AnyBroker, amqp_vhost: str) -> Iterator[str]:
+    """``amqp://guest:guest@127.0.0.1:PORT/VHOST``: this test's own vhost (see
+    ``amqp_vhost``).
+
+    On an external broker without a management URL the URL leads to a loopback
+    relay that notes what the test declares; after the test its connections are
+    cut and those queues and exchanges deleted (:mod:`amqpbroker.testing.cleanup`).
+
+    Error handling: a failed cleanup errors the test at teardown.
+    Resource handling: the relay and its threads end with the test.
+    """
+    from .external import ExternalBroker
+
+    if not isinstance(amqp_broker, ExternalBroker) or amqp_broker.isolation != "cleanup":
+        yield amqp_broker.url_for(amqp_vhost)
+        return
+    from .cleanup import DeclarationTracker
+
+    tracker = DeclarationTracker(amqp_broker.host, amqp_broker.port)
+    try:
+        yield amqp_broker.url_via("127.0.0.1", tracker.port)
+    finally:
+        tracker.cleanup(amqp_broker.user, amqp_broker.password, amqp_vhost)
+
+
+@pytest.fixture
+def amqp_inspector(amqp_broker: AnyBroker, amqp_vhost: str) -> Iterator[BrokerInspector]:
+    """A :class:`~amqpbroker.testing.BrokerInspector` on this test's vhost, recording
+    published messages from the start of the test.
+
+    Error handling: skips the test when the fixtures run against an external broker.
+    Resource handling: recording stops when the test ends.
+    """
+    from .external import ExternalBroker
+
+    if isinstance(amqp_broker, ExternalBroker):
+        pytest.skip("amqp_inspector looks inside the embedded broker; --amqp-url is set")
+    from .helpers import BrokerInspector
+
+    with BrokerInspector(amqp_broker, amqp_vhost) as inspector:
+        yield inspector
