@@ -78,7 +78,7 @@ def channel_flow(session: Session, channel: Channel, payload: bytes) -> None:
     if not method.active:
         # RabbitMQ 3.x does not implement client-initiated flow control.
         raise errors.NotImplemented_("active=false")
-    _reply(session, channel, commands.Channel.FlowOk(active=True))
+    _reply(session, channel, frames.make_method(commands.Channel.FlowOk, active=True))
 
 
 # ------------------------------------------------------------------ exchange
@@ -97,7 +97,7 @@ def exchange_declare(session: Session, channel: Channel, payload: bytes) -> None
         arguments=m.arguments,
     )
     if not m.nowait:
-        _reply(session, channel, commands.Exchange.DeclareOk())
+        _reply(session, channel, frames.make_method(commands.Exchange.DeclareOk))
 
 
 @handles(40, 20)
@@ -105,7 +105,7 @@ def exchange_delete(session: Session, channel: Channel, payload: bytes) -> None:
     m = frames.decode_method(payload)
     _vhost(session).delete_exchange(m.exchange, if_unused=m.if_unused)
     if not m.nowait:
-        _reply(session, channel, commands.Exchange.DeleteOk())
+        _reply(session, channel, frames.make_method(commands.Exchange.DeleteOk))
 
 
 @handles(40, 30)
@@ -113,7 +113,7 @@ def exchange_bind(session: Session, channel: Channel, payload: bytes) -> None:
     m = frames.decode_method(payload)
     _vhost(session).bind_exchange(m.destination, m.source, m.routing_key, m.arguments or {})
     if not m.nowait:
-        _reply(session, channel, commands.Exchange.BindOk())
+        _reply(session, channel, frames.make_method(commands.Exchange.BindOk))
 
 
 @handles(40, 40)
@@ -121,7 +121,7 @@ def exchange_unbind(session: Session, channel: Channel, payload: bytes) -> None:
     m = frames.decode_method(payload)
     _vhost(session).unbind_exchange(m.destination, m.source, m.routing_key, m.arguments or {})
     if not m.nowait:
-        _reply(session, channel, commands.Exchange.UnbindOk())
+        _reply(session, channel, frames.make_method(commands.Exchange.UnbindOk))
 
 
 # --------------------------------------------------------------------- queue
@@ -130,11 +130,10 @@ def exchange_unbind(session: Session, channel: Channel, payload: bytes) -> None:
 @handles(50, 10)
 def queue_declare(session: Session, channel: Channel, payload: bytes) -> None:
     m = frames.decode_method(payload)
-    name = m.queue
-    if m.passive and not name:
-        name = _queue_name(channel, name)
+    # A passive declare of "" looks for a queue named "" (RabbitMQ 3.10: 404 "no
+    # queue ''"), not for the channel's last queue.
     queue, created = _vhost(session).declare_queue(
-        name,
+        m.queue,
         owner=session,
         passive=m.passive,
         durable=m.durable,
@@ -149,7 +148,8 @@ def queue_declare(session: Session, channel: Channel, payload: bytes) -> None:
         _reply(
             session,
             channel,
-            commands.Queue.DeclareOk(
+            frames.make_method(
+                commands.Queue.DeclareOk,
                 queue=queue.name,
                 message_count=queue.message_count,
                 consumer_count=queue.consumer_count,
@@ -167,7 +167,7 @@ def queue_bind(session: Session, channel: Channel, payload: bytes) -> None:
     queue = vhost.get_queue(_queue_name(channel, m.queue), session)
     vhost.bind_queue(queue, m.exchange, routing_key, m.arguments or {})
     if not m.nowait:
-        _reply(session, channel, commands.Queue.BindOk())
+        _reply(session, channel, frames.make_method(commands.Queue.BindOk))
 
 
 @handles(50, 50)
@@ -177,9 +177,10 @@ def queue_unbind(session: Session, channel: Channel, payload: bytes) -> None:
     if not m.queue and not routing_key:
         routing_key = _queue_name(channel, "")
     vhost = _vhost(session)
-    queue = vhost.get_queue(_queue_name(channel, m.queue), session)
-    vhost.unbind_queue(queue, m.exchange, routing_key, m.arguments or {})
-    _reply(session, channel, commands.Queue.UnbindOk())
+    # A missing queue is no error here: RabbitMQ answers unbind-ok.
+    queue = vhost.queues.get(_queue_name(channel, m.queue))
+    vhost.unbind_queue(queue, m.exchange, routing_key, m.arguments or {}, owner=session)
+    _reply(session, channel, frames.make_method(commands.Queue.UnbindOk))
 
 
 @handles(50, 30)
@@ -188,7 +189,7 @@ def queue_purge(session: Session, channel: Channel, payload: bytes) -> None:
     queue = _vhost(session).get_queue(_queue_name(channel, m.queue), session)
     count = queue.purge()
     if not m.nowait:
-        _reply(session, channel, commands.Queue.PurgeOk(message_count=count))
+        _reply(session, channel, frames.make_method(commands.Queue.PurgeOk, message_count=count))
 
 
 @handles(50, 40)
@@ -203,7 +204,7 @@ def queue_delete(session: Session, channel: Channel, payload: bytes) -> None:
         count = vhost.delete_queue(queue, if_unused=m.if_unused, if_empty=m.if_empty)
     # Deleting a queue that does not exist succeeds with a count of 0 (RabbitMQ 3.x).
     if not m.nowait:
-        _reply(session, channel, commands.Queue.DeleteOk(message_count=count))
+        _reply(session, channel, frames.make_method(commands.Queue.DeleteOk, message_count=count))
 
 
 # --------------------------------------------------------------------- basic
@@ -222,7 +223,7 @@ def basic_qos(session: Session, channel: Channel, payload: bytes) -> None:
         # channel-wide limit on any global=false qos, releasing blocked consumers.
         channel.global_prefetch = 0
     channel.resume()
-    _reply(session, channel, commands.Basic.QosOk())
+    _reply(session, channel, frames.make_method(commands.Basic.QosOk))
 
 
 def _consumer_priority(arguments: dict[str, Any]) -> int:
@@ -245,9 +246,7 @@ def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
     arguments = m.arguments or {}
     priority = _consumer_priority(arguments)
     if queue.consumers and (m.exclusive or any(c.exclusive for c in queue.consumers)):
-        raise errors.AccessRefused(
-            f"queue '{queue.name}' in vhost '{vhost.name}' in exclusive use"
-        )
+        raise errors.AccessRefused(f"queue '{queue.name}' in vhost '{vhost.name}' in exclusive use")
     consumer = Consumer(
         channel,
         tag,
@@ -260,7 +259,7 @@ def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
     )
     # consume-ok must reach the client before the first delivery.
     if not m.nowait:
-        _reply(session, channel, commands.Basic.ConsumeOk(consumer_tag=tag))
+        _reply(session, channel, frames.make_method(commands.Basic.ConsumeOk, consumer_tag=tag))
     channel.add_consumer(consumer)
 
 
@@ -270,11 +269,17 @@ def basic_cancel(session: Session, channel: Channel, payload: bytes) -> None:
     channel.cancel(m.consumer_tag)
     # An unknown tag is not an error: RabbitMQ answers cancel-ok all the same.
     if not m.nowait:
-        _reply(session, channel, commands.Basic.CancelOk(consumer_tag=m.consumer_tag))
+        _reply(
+            session,
+            channel,
+            frames.make_method(commands.Basic.CancelOk, consumer_tag=m.consumer_tag),
+        )
 
 
 def send_cancel(session: Session, channel: int, tag: str) -> None:
-    session.send_method(channel, commands.Basic.Cancel(consumer_tag=tag, nowait=True))
+    session.send_method(
+        channel, frames.make_method(commands.Basic.Cancel, consumer_tag=tag, nowait=True)
+    )
 
 
 @handles(60, 70)
@@ -283,7 +288,7 @@ def basic_get(session: Session, channel: Channel, payload: bytes) -> None:
     queue = _vhost(session).get_queue(_queue_name(channel, m.queue), session)
     qm = queue.get()
     if qm is None:
-        _reply(session, channel, commands.Basic.GetEmpty())
+        _reply(session, channel, frames.make_method(commands.Basic.GetEmpty))
         return
     channel.deliver_get(queue, qm, m.no_ack)
 
@@ -337,7 +342,7 @@ def basic_recover(session: Session, channel: Channel, payload: bytes) -> None:
     if not m.requeue:
         raise errors.NotImplemented_("requeue=false")
     # recover-ok goes out before the redeliveries, as in RabbitMQ.
-    _reply(session, channel, commands.Basic.RecoverOk())
+    _reply(session, channel, frames.make_method(commands.Basic.RecoverOk))
     channel.recover()
 
 
@@ -406,8 +411,7 @@ def _check_user_id(session: Session, header: bytes) -> None:
         user_id = props.scan_properties(header).user_id
         if user_id != session.user:
             raise errors.PreconditionFailed(
-                f"user_id property set to '{user_id}' but authenticated user was "
-                f"'{session.user}'"
+                f"user_id property set to '{user_id}' but authenticated user was '{session.user}'"
             )
 
 
@@ -424,7 +428,7 @@ def confirm_select(session: Session, channel: Channel, payload: bytes) -> None:
         raise errors.PreconditionFailed("cannot switch from tx to confirm mode")
     channel.confirm = True
     if not m.nowait:
-        _reply(session, channel, commands.Confirm.SelectOk())
+        _reply(session, channel, frames.make_method(commands.Confirm.SelectOk))
 
 
 @handles(90, 10)
@@ -433,7 +437,7 @@ def tx_select(session: Session, channel: Channel, payload: bytes) -> None:
         raise errors.PreconditionFailed("cannot switch from confirm to tx mode")
     if channel.tx is None:
         channel.tx = []
-    _reply(session, channel, commands.Tx.SelectOk())
+    _reply(session, channel, frames.make_method(commands.Tx.SelectOk))
 
 
 @handles(90, 20)
@@ -443,7 +447,7 @@ def tx_commit(session: Session, channel: Channel, payload: bytes) -> None:
     pending, channel.tx = channel.tx, []
     for operation in pending:
         operation()
-    _reply(session, channel, commands.Tx.CommitOk())
+    _reply(session, channel, frames.make_method(commands.Tx.CommitOk))
 
 
 @handles(90, 30)
@@ -451,7 +455,7 @@ def tx_rollback(session: Session, channel: Channel, payload: bytes) -> None:
     if channel.tx is None:
         raise errors.PreconditionFailed("channel is not transactional")
     channel.tx = []
-    _reply(session, channel, commands.Tx.RollbackOk())
+    _reply(session, channel, frames.make_method(commands.Tx.RollbackOk))
 
 
 __all__ = ["HANDLERS", "basic_publish", "generated_tag", "send_cancel"]

@@ -24,6 +24,7 @@ and wait (bounded) for ``closed``.
 from __future__ import annotations
 
 import enum
+import logging
 import struct
 from typing import Any, Protocol
 
@@ -31,6 +32,8 @@ from pamqp import commands, decode
 
 from .. import errors
 from . import frames
+
+log = logging.getLogger("amqpbroker.protocol")
 
 # What we offer in connection.tune (RabbitMQ's defaults, see RABBITMQ.md).
 CHANNEL_MAX = 2047
@@ -88,9 +91,7 @@ class Handler(Protocol):
     def on_method(self, channel: int, key: int, payload: bytes) -> None:
         """A channel method other than channel.open/close/close-ok and basic.publish."""
 
-    def on_publish(
-        self, channel: int, method_payload: bytes, header: bytes, body: bytes
-    ) -> None:
+    def on_publish(self, channel: int, method_payload: bytes, header: bytes, body: bytes) -> None:
         """A complete basic.publish (method payload, content header payload, body)."""
 
     def on_connection_closed(self) -> None:
@@ -244,6 +245,11 @@ class AMQPConnection:
         except errors.AMQPError as exc:
             # Anything not caught per channel below is a connection-level failure.
             self.close_connection(exc)
+        except Exception as exc:
+            # A bug of ours must cost this connection, never the broker: 541, as
+            # RabbitMQ answers when a channel process crashes.
+            log.exception("internal error on a connection")
+            self.close_connection(errors.InternalError(f"{type(exc).__name__}: {exc}"))
 
     def _receive_header(self, data: bytes) -> bytes:
         buf = self._header_buf + data
@@ -261,7 +267,10 @@ class AMQPConnection:
         self.phase = Phase.AWAIT_START_OK
         self.send_method(
             0,
-            commands.Connection.Start(
+            frames.make_method(
+                commands.Connection.Start,
+                version_major=0,
+                version_minor=9,
                 server_properties=self._server_properties,
                 mechanisms="PLAIN AMQPLAIN",
                 locales="en_US",
@@ -272,9 +281,8 @@ class AMQPConnection:
     def _handle_frame(self, frame_type: int, channel: int, payload: bytes) -> None:
         if frame_type == frames.FRAME_HEARTBEAT:
             if channel != 0:
-                raise errors.FrameError(
-                    f"heartbeat frame on channel {channel}"  # RabbitMQ: non-zero channel
-                )
+                # RabbitMQ 3.10's text for it, checked against a real broker.
+                raise errors.UnexpectedFrame("type 8, all octets = <<>>")
             return
         if self.phase is not Phase.OPEN:
             self._handle_handshake_frame(frame_type, channel, payload)
@@ -295,13 +303,12 @@ class AMQPConnection:
                 if key == _CHANNEL_CLOSE_OK:
                     del self.channels[channel]
                 elif key == _CHANNEL_CLOSE:
-                    self.send_method(channel, commands.Channel.CloseOk())
+                    self.send_method(channel, frames.make_method(commands.Channel.CloseOk))
             return
         if frame_type == frames.FRAME_METHOD:
             if ch.publish is not None:
                 raise errors.UnexpectedFrame(
-                    "expected content header for class 60, "
-                    "got non content header frame instead"
+                    "expected content header for class 60, got non content header frame instead"
                     if ch.header is None
                     else "expected content body, got non content body frame instead"
                 )
@@ -315,27 +322,23 @@ class AMQPConnection:
 
     def _handle_unopened_channel(self, frame_type: int, channel: int, payload: bytes) -> None:
         if frame_type != frames.FRAME_METHOD:
-            raise errors.UnexpectedFrame(
-                f"expected method frame, got content frame on unopened channel {channel}"
-            )
+            raise errors.UnexpectedFrame("expected method frame, got non method frame instead")
         key = frames.method_key(payload)
-        if key == _CHANNEL_OPEN:
-            if channel > self.channel_max:
-                raise errors.NotAllowed(
-                    f"number of channels opened ({len(self.channels)}) has reached the "
-                    f"negotiated channel_max ({self.channel_max})"
-                )
-            self.channels[channel] = _Channel()
-            self.send_method(channel, commands.Channel.OpenOk())
-            self.handler.on_channel_open(channel)
-        elif key == _CHANNEL_CLOSE:
-            # RabbitMQ answers a close of an unknown channel with close-ok.
-            self.send_method(channel, commands.Channel.CloseOk())
-        elif key == _CHANNEL_CLOSE_OK:
-            pass
-        else:
-            raise errors.ChannelErrorCode("expected 'channel.open'", class_id=key >> 16,
-                                          method_id=key & 0xFFFF)
+        if key != _CHANNEL_OPEN:
+            # Even channel.close / close-ok: RabbitMQ 3.10 answers both with this 504.
+            raise errors.ChannelErrorCode(
+                "expected 'channel.open'", class_id=key >> 16, method_id=key & 0xFFFF
+            )
+        # channel_max limits how many channels are open, not their numbers: RabbitMQ
+        # opens channel 3000 under channel_max 2047, and refuses the 2048th channel.
+        if self.channel_max and len(self.channels) >= self.channel_max:
+            raise errors.NotAllowed(
+                f"number of channels opened ({len(self.channels)}) has reached the "
+                f"negotiated channel_max ({self.channel_max})"
+            )
+        self.channels[channel] = _Channel()
+        self.send_method(channel, frames.make_method(commands.Channel.OpenOk))
+        self.handler.on_channel_open(channel)
 
     def _handle_channel_method(self, channel: int, ch: _Channel, payload: bytes) -> None:
         key = frames.method_key(payload)
@@ -344,12 +347,10 @@ class AMQPConnection:
             ch.publish = payload
             return
         if key == _CHANNEL_OPEN:
-            raise errors.ChannelErrorCode(
-                "second 'channel.open' seen", class_id=20, method_id=10
-            )
+            raise errors.ChannelErrorCode("second 'channel.open' seen", class_id=20, method_id=10)
         if key == _CHANNEL_CLOSE:
             del self.channels[channel]
-            self.send_method(channel, commands.Channel.CloseOk())
+            self.send_method(channel, frames.make_method(commands.Channel.CloseOk))
             self.handler.on_channel_closed(channel)
             return
         if key == _CHANNEL_CLOSE_OK:
@@ -437,12 +438,12 @@ class AMQPConnection:
                 if key == _CONNECTION_CLOSE_OK:
                     self._finish()
                 elif key == _CONNECTION_CLOSE:
-                    self.send_method(0, commands.Connection.CloseOk())
+                    self.send_method(0, frames.make_method(commands.Connection.CloseOk))
                     self._finish()
             return
         key = self._expect_method(frame_type, channel, payload)
         if key == _CONNECTION_CLOSE:
-            self.send_method(0, commands.Connection.CloseOk())
+            self.send_method(0, frames.make_method(commands.Connection.CloseOk))
             self._finish()
             return
         if self.phase is Phase.AWAIT_START_OK and key == _CONNECTION_START_OK:
@@ -466,9 +467,7 @@ class AMQPConnection:
         if isinstance(response, str):
             response = response.encode("utf-8", "surrogateescape")
         if mechanism not in ("PLAIN", "AMQPLAIN"):
-            raise errors.CommandInvalid(
-                f"unknown authentication mechanism '{mechanism}'"
-            )
+            raise errors.CommandInvalid(f"unknown authentication mechanism '{mechanism}'")
         user = self.handler.authenticate(mechanism, response)
         if user is None:
             who = parse_plain(response) if mechanism == "PLAIN" else parse_amqplain(response)
@@ -488,7 +487,8 @@ class AMQPConnection:
         self.phase = Phase.AWAIT_TUNE_OK
         self.send_method(
             0,
-            commands.Connection.Tune(
+            frames.make_method(
+                commands.Connection.Tune,
                 channel_max=self.server_channel_max,
                 frame_max=self.server_frame_max,
                 heartbeat=self.server_heartbeat,
@@ -498,7 +498,7 @@ class AMQPConnection:
     def _on_tune_ok(self, method: Any) -> None:
         frame_max = method.frame_max
         server_max = self.server_frame_max
-        if frame_max == 0 and server_max != 0 or server_max and frame_max > server_max:
+        if server_max and (frame_max == 0 or frame_max > server_max):
             raise errors.NotAllowed(
                 f"negotiated frame_max = {frame_max} is higher than the maximum allowed "
                 f"value ({server_max})"
@@ -509,13 +509,13 @@ class AMQPConnection:
                 f"value ({FRAME_MIN_SIZE})"
             )
         channel_max = method.channel_max
-        if channel_max == 0 or channel_max > self.server_channel_max:
-            if channel_max > self.server_channel_max:
-                raise errors.NotAllowed(
-                    f"negotiated channel_max = {channel_max} is higher than the maximum "
-                    f"allowed value ({self.server_channel_max})"
-                )
-            channel_max = self.server_channel_max
+        server_channels = self.server_channel_max
+        # As for frame_max, 0 ("no limit") is more than a limited server allows.
+        if server_channels and (channel_max == 0 or channel_max > server_channels):
+            raise errors.NotAllowed(
+                f"negotiated channel_max = {channel_max} is higher than the maximum "
+                f"allowed value ({server_channels})"
+            )
         self.channel_max = channel_max
         self.frame_max = frame_max or server_max
         self.heartbeat = method.heartbeat
@@ -525,15 +525,20 @@ class AMQPConnection:
     def _on_open(self, method: Any) -> None:
         assert self.user is not None
         vhost = method.virtual_host
-        self.handler.open_vhost(self.user, vhost)
+        try:
+            self.handler.open_vhost(self.user, vhost)
+        except errors.AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = 10, 40  # connection.open, as RabbitMQ
+            raise
         self.vhost = vhost
         self.phase = Phase.OPEN
-        self.send_method(0, commands.Connection.OpenOk())
+        self.send_method(0, frames.make_method(commands.Connection.OpenOk))
 
     def _handle_connection_method(self, payload: bytes) -> None:
         key = frames.method_key(payload)
         if key == _CONNECTION_CLOSE:
-            self.send_method(0, commands.Connection.CloseOk())
+            self.send_method(0, frames.make_method(commands.Connection.CloseOk))
             self._finish()
         elif key == _CONNECTION_CLOSE_OK:
             self._finish()
@@ -542,8 +547,11 @@ class AMQPConnection:
         elif key == _CONNECTION_UPDATE_SECRET:
             raise errors.NotImplemented_("connection.update-secret is not supported")
         else:
-            raise errors.CommandInvalid(
-                f"unexpected method {key >> 16}.{key & 0xFFFF} on channel 0"
+            # RabbitMQ 3.10's answer to e.g. channel.open or queue.declare on channel 0.
+            raise errors.ChannelErrorCode(
+                "unexpected method in connection state running",
+                class_id=key >> 16,
+                method_id=key & 0xFFFF,
             )
 
     # ------------------------------------------------------------------ closing
@@ -561,7 +569,8 @@ class AMQPConnection:
         ch.body_parts = []
         self.send_method(
             channel,
-            commands.Channel.Close(
+            frames.make_method(
+                commands.Channel.Close,
                 reply_code=exc.reply_code,
                 reply_text=_short(exc.reply_text),
                 class_id=exc.class_id,
@@ -575,12 +584,13 @@ class AMQPConnection:
         if self.closing:
             return
         self.close_reason = exc.reply_text
-        if self.phase in (Phase.AWAIT_HEADER,):
-            self.phase = Phase.CLOSED
+        if not _close_frame_allowed(self.phase, exc):
+            self.phase = Phase.CLOSED  # the socket just closes; the reason is only logged
             return
         self.send_method(
             0,
-            commands.Connection.Close(
+            frames.make_method(
+                commands.Connection.Close,
                 reply_code=exc.reply_code,
                 reply_text=_short(exc.reply_text),
                 class_id=exc.class_id,
@@ -623,9 +633,7 @@ class AMQPConnection:
         if self.heartbeat <= 0 or self.phase is not Phase.OPEN:
             return True
         if now - self.last_received > 2 * self.heartbeat:
-            self.close_reason = (
-                f"missed heartbeats from client, timeout: {self.heartbeat}s"
-            )
+            self.close_reason = f"missed heartbeats from client, timeout: {self.heartbeat}s"
             return False
         if now - self.last_sent >= self.heartbeat / 2 and not self.out:
             self.out.append(frames.HEARTBEAT_FRAME)
@@ -633,6 +641,23 @@ class AMQPConnection:
 
     def mark_sent(self, now: float) -> None:
         self.last_sent = now
+
+
+def _close_frame_allowed(phase: Phase, exc: errors.AMQPError) -> bool:
+    """Whether a failure in this phase is reported with connection.close.
+
+    Before connection.open-ok RabbitMQ 3.10 closes the socket without a word (checked
+    against a real broker: bad tune-ok values, an unknown mechanism, methods out of
+    order), except for a refused login when the client asked for
+    authentication_failure_close, and a refused connection.open (530).
+    """
+    if phase is Phase.AWAIT_START_OK:
+        return exc.reply_code == errors.ACCESS_REFUSED
+    if phase is Phase.AWAIT_TUNE_OK:
+        return False
+    if phase is Phase.AWAIT_OPEN:
+        return exc.reply_code == errors.NOT_ALLOWED
+    return phase is not Phase.AWAIT_HEADER
 
 
 def _short(text: str) -> str:

@@ -12,6 +12,7 @@ There is no task per message and no lock: all broker state lives on this thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import socket
@@ -61,13 +62,19 @@ def _peer_name(stream: trio.abc.Stream) -> str:
 
 
 async def handle_connection(broker: Broker, stream: trio.abc.Stream) -> None:
-    """Serve one client until it goes away; never raises for client misbehaviour."""
+    """Serve one client until it goes away; never raises (a failure costs only
+    this connection, never the listener or other clients)."""
+    try:
+        await _serve_connection(broker, stream)
+    except Exception:
+        log.exception("connection handler failed")
+
+
+async def _serve_connection(broker: Broker, stream: trio.abc.Stream) -> None:
     sock = getattr(stream, "socket", None)
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
     session = Session(broker, _peer_name(stream), now=trio.current_time())
     broker.sessions.add(session)
     proto = session.proto
@@ -148,10 +155,8 @@ async def handle_connection(broker: Broker, stream: trio.abc.Stream) -> None:
         broker.sessions.discard(session)
         with trio.move_on_after(1) as cleanup:
             cleanup.shield = True
-            try:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await stream.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
 
 
 class Server:
