@@ -12,6 +12,10 @@ import amqpbroker
 
 _vhost_ids = itertools.count(1)
 
+# A pytest project of its own (its pytest.ini), run in a subprocess by
+# test_example_project.py; collecting it here too would run it twice.
+collect_ignore = ["example_project"]
+
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[amqpbroker.Broker]:

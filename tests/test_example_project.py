@@ -1,0 +1,92 @@
+"""The example project (tests/example_project) passes as a pytest session of its own.
+
+It uses nothing but the plugin's fixtures, the way a user's project would: once
+against the embedded broker, and once against a real RabbitMQ through
+``--amqp-url`` (skipped when none answers), with and without its management API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+EXAMPLE_PROJECT = Path(__file__).parent / "example_project"
+# The reference RabbitMQ of the differential tests (.ci/run starts it).
+RABBITMQ_URL = os.environ.get("AMQPBROKER_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")
+# A RabbitMQ with the management plugin (start-rabbitmq.sh 5674 with PLUGINS=...).
+RABBITMQ_MANAGEMENT_AMQP_URL = os.environ.get(
+    "AMQPBROKER_REFERENCE_MANAGEMENT_AMQP_URL", "amqp://guest:guest@127.0.0.1:5674/"
+)
+RABBITMQ_MANAGEMENT_URL = os.environ.get(
+    "AMQPBROKER_REFERENCE_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15674/"
+)
+# A whole session: 8 tests, the Celery one takes ~1.5 s; generous for slow CI.
+SESSION_TIMEOUT = 180
+# Tests in the example project; the two amqp_inspector tests skip on an external broker.
+EXAMPLE_TESTS = 8
+INSPECTOR_TESTS = 2
+
+
+def _answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 80), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def run_example_project(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMQPBROKER_TEST_")}
+    env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", *args],
+        cwd=EXAMPLE_PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SESSION_TIMEOUT,
+    )
+
+
+def assert_outcome(result: subprocess.CompletedProcess[str], passed: int, skipped: int) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    summary = output.strip().splitlines()[-1]
+    counts = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", summary)}
+    assert counts == ({"passed": passed, "skipped": skipped} if skipped else {"passed": passed}), (
+        output
+    )
+
+
+def test_example_project_passes_on_the_embedded_broker() -> None:
+    assert_outcome(run_example_project(), passed=EXAMPLE_TESTS, skipped=0)
+
+
+@pytest.mark.skipif(not _answers(RABBITMQ_URL), reason=f"no RabbitMQ at {RABBITMQ_URL}")
+def test_example_project_passes_on_rabbitmq() -> None:
+    result = run_example_project("--amqp-url", RABBITMQ_URL)
+    assert_outcome(result, passed=EXAMPLE_TESTS - INSPECTOR_TESTS, skipped=INSPECTOR_TESTS)
+    assert "each test's declared queues and exchanges are deleted" in result.stdout
+
+
+@pytest.mark.skipif(
+    not (_answers(RABBITMQ_MANAGEMENT_AMQP_URL) and _answers(RABBITMQ_MANAGEMENT_URL)),
+    reason=f"no RabbitMQ with its management API at {RABBITMQ_MANAGEMENT_URL}",
+)
+def test_example_project_passes_on_rabbitmq_with_a_vhost_per_test() -> None:
+    result = run_example_project(
+        "--amqp-url",
+        RABBITMQ_MANAGEMENT_AMQP_URL,
+        "--amqp-management-url",
+        RABBITMQ_MANAGEMENT_URL,
+    )
+    assert_outcome(result, passed=EXAMPLE_TESTS - INSPECTOR_TESTS, skipped=INSPECTOR_TESTS)
+    assert "a vhost per test" in result.stdout

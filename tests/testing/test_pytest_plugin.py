@@ -1,0 +1,171 @@
+"""The pytest plugin, run the way users run it: pytest sessions in a subprocess.
+
+Each test writes a tiny project into tmp_path and runs pytest on it, so the
+plugin is loaded through its ``pytest11`` entry point exactly as in a user's
+environment (the package must be installed: ``pip install -e .``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pika
+
+import amqpbroker
+
+# One small pytest session; the broker starts in milliseconds, pika imports dominate.
+SESSION_TIMEOUT = 60
+
+
+def run_pytest(
+    project: Path, source: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "test_it.py").write_text(textwrap.dedent(source))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AMQPBROKER_TEST_")}
+    base.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *args],
+        cwd=project,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=SESSION_TIMEOUT,
+    )
+
+
+def passed(result: subprocess.CompletedProcess[str], count: int) -> bool:
+    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    return result.returncode == 0 and f"{count} passed" in last
+
+
+def test_unused_fixtures_cost_no_broker_import(tmp_path: Path) -> None:
+    result = run_pytest(
+        tmp_path,
+        """
+        import sys
+
+        def test_nothing_heavy_was_imported():
+            loaded = {name.split(".")[0] for name in sys.modules}
+            assert "trio" not in loaded and "pamqp" not in loaded
+            assert "amqpbroker.testing.pytest_plugin" in sys.modules
+        """,
+    )
+    assert passed(result, 1), result.stdout + result.stderr
+    assert "amqpbroker fixtures" not in result.stdout  # no header line when embedded
+
+
+def test_each_test_gets_a_vhost_that_is_deleted_after_it(tmp_path: Path) -> None:
+    result = run_pytest(
+        tmp_path,
+        """
+        import pika
+
+        seen = []
+
+        def test_first(amqp_broker, amqp_vhost, amqp_url):
+            assert amqp_vhost in amqp_url and amqp_vhost.startswith("test-")
+            assert "test_first" in amqp_vhost
+            with pika.BlockingConnection(pika.URLParameters(amqp_url)) as connection:
+                connection.channel().queue_declare("mine")
+            assert "mine" in amqp_broker.core.vhosts[amqp_vhost].queues
+            seen.append(amqp_vhost)
+
+        def test_second(amqp_broker, amqp_vhost):
+            assert amqp_vhost != seen[0]
+            assert seen[0] not in amqp_broker.core.vhosts
+            assert amqp_broker.core.vhosts[amqp_vhost].queues == {}
+        """,
+    )
+    assert passed(result, 2), result.stdout + result.stderr
+
+
+def test_external_broker_without_management_cleans_up_what_tests_declared(
+    tmp_path: Path, amqp_broker: amqpbroker.Broker, amqp_vhost: str, amqp_url: str
+) -> None:
+    # This session's embedded broker plays the external RabbitMQ for the subprocess.
+    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as connection:
+        connection.channel().queue_declare("pre-existing")
+    result = run_pytest(
+        tmp_path,
+        """
+        import pika
+
+        def test_declares_things(amqp_url, amqp_vhost):
+            assert "127.0.0.1" in amqp_url
+            connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+            channel = connection.channel()
+            channel.exchange_declare("ex", exchange_type="fanout", durable=True)
+            channel.queue_declare("durable-q", durable=True)
+            channel.queue_declare("", durable=True)  # server-named, not exclusive
+            channel.queue_bind("durable-q", "ex")
+            channel.queue_declare("pre-existing", passive=True)
+            channel.basic_publish("ex", "", b"left behind")
+            # The connection is left open on purpose: the cleanup cuts it.
+
+        def test_inspector_is_skipped(amqp_inspector):
+            raise AssertionError("not reached")
+        """,
+        "--amqp-url",
+        amqp_url,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "1 passed, 1 skipped" in result.stdout.splitlines()[-1], output
+    assert "amqp_inspector looks inside the embedded broker" in result.stdout
+    assert "each test's declared queues and exchanges are deleted after it" in result.stdout
+    assert ":***@" in result.stdout and "guest:guest" not in result.stdout
+
+    vhost = amqp_broker.core.vhosts[amqp_vhost]  # type: ignore[union-attr]
+    assert amqp_broker.call(lambda: sorted(vhost.queues)) == ["pre-existing"]
+    assert "ex" not in amqp_broker.call(lambda: list(vhost.exchanges))
+    sessions = amqp_broker.call(lambda: [s for s in amqp_broker.core.sessions if s.vhost is vhost])
+    assert sessions == []
+
+
+def test_environment_variable_selects_the_broker(tmp_path: Path, amqp_url: str) -> None:
+    result = run_pytest(
+        tmp_path,
+        """
+        def test_url(amqp_url):
+            assert amqp_url.startswith("amqp://guest:guest@127.0.0.1:")
+        """,
+        env={"AMQPBROKER_TEST_URL": amqp_url},
+    )
+    assert passed(result, 1), result.stdout + result.stderr
+    assert "amqpbroker fixtures: external broker amqp://guest:***@127.0.0.1" in result.stdout
+
+
+def test_unreachable_external_broker_fails_with_its_url(tmp_path: Path) -> None:
+    result = run_pytest(
+        tmp_path,
+        """
+        def test_url(amqp_url):
+            pass
+        """,
+        "--amqp-url",
+        "amqp://guest:secret@127.0.0.1:1/",
+    )
+    assert result.returncode == 1
+    assert "cannot reach the AMQP broker at amqp://guest:***@127.0.0.1:1/" in result.stdout
+    assert "secret" not in result.stdout
+
+
+def test_unreachable_management_api_fails_with_its_url(tmp_path: Path, amqp_url: str) -> None:
+    result = run_pytest(
+        tmp_path,
+        """
+        def test_url(amqp_url):
+            pass
+        """,
+        "--amqp-url",
+        amqp_url,
+        "--amqp-management-url",
+        "http://guest:secret@127.0.0.1:1/",
+    )
+    assert result.returncode == 1
+    assert "cannot use the management API at http://guest:***@127.0.0.1:1" in result.stdout
