@@ -20,7 +20,9 @@ from . import __version__
 from .broker.broker import Broker
 from .config import DEFAULT_PORT, Settings
 from .server.server import Server
+from .store import StoreError
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -46,17 +48,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="amqpbroker", description="An AMQP 0-9-1 broker for RabbitMQ clients.")
     parser.add_argument("--version", action="version", version=f"amqpbroker {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
-                        help=f"AMQP port ({DEFAULT_PORT}); 0 picks a free port")
-    parser.add_argument("--data-dir", default=None,
-                        help="where durable state lives; ':memory:' keeps nothing on disk")
-    parser.add_argument("--transient", action="store_true",
-                        help="keep everything in memory (same as --data-dir :memory:)")
-    parser.add_argument("--sync", choices=("full", "normal", "off"), default="full",
-                        help="fsync policy of the data store (full)")
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"AMQP port ({DEFAULT_PORT}); 0 picks a free port",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="where durable state lives; ':memory:' keeps nothing on disk",
+    )
+    parser.add_argument(
+        "--transient",
+        action="store_true",
+        help="keep everything in memory (same as --data-dir :memory:)",
+    )
+    parser.add_argument(
+        "--sync",
+        choices=("full", "normal", "off"),
+        default="full",
+        help="fsync policy of the data store (full)",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    parser.add_argument("--heartbeat", type=int, default=60,
-                        help="heartbeat interval offered to clients, seconds (60)")
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=60,
+        help="heartbeat interval offered to clients, seconds (60)",
+    )
     return parser
 
 
@@ -72,8 +92,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-async def run(settings: Settings) -> None:
-    broker = Broker(settings)
+async def run(broker: Broker) -> None:
+    settings = broker.settings
     server = Server(broker)
     await server.listen(settings.host, settings.port)
     async with trio.open_nursery() as nursery:
@@ -98,18 +118,37 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    log = logging.getLogger("amqpbroker")
     try:
-        trio.run(run, settings)
+        broker = Broker.open(settings)
+    except StoreError as exc:
+        sys.stderr.write(f"amqpbroker: error: {exc}\n")
+        return EXIT_FAILURE
+    if broker.store is None:
+        log.info("transient: nothing is kept on disk")
+    else:
+        stats = broker.recovered
+        log.info(
+            "data in %s (sync=%s); recovered %s",
+            getattr(broker.store, "data_dir", "?"),
+            settings.sync,
+            stats,
+        )
+    try:
+        trio.run(run, broker)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             reason = f"port {settings.port} on {settings.host} is already in use"
         else:
             reason = exc.strerror or str(exc)
-        sys.stderr.write(f"amqpbroker: error: cannot listen on {settings.host}:"
-                         f"{settings.port}: {reason}\n")
+        sys.stderr.write(
+            f"amqpbroker: error: cannot listen on {settings.host}:{settings.port}: {reason}\n"
+        )
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 0
+    finally:
+        broker.close()
     return 0
 
 

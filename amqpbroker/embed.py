@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -88,7 +88,19 @@ class Broker:
     async def _main(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
-        core = BrokerCore(self.settings)
+        try:
+            core = BrokerCore.open(self.settings)
+        except Exception as exc:  # StoreError: reported to the caller of start()
+            self._error = exc
+            self._ready.set()
+            return
+        try:
+            await self._serve(core)
+        finally:
+            core.close()
+
+    async def _serve(self, core: BrokerCore) -> None:
+        assert self._stop is not None
         server = Server(core)
         try:
             await server.listen(self.settings.host, self.settings.port)
@@ -109,10 +121,8 @@ class Broker:
         if thread is None:
             return
         if self._token is not None and self._stop is not None and thread.is_alive():
-            try:
+            with suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-            except trio.RunFinishedError:
-                pass
         thread.join(STOP_GRACE + 5)
         self._thread = None
 
@@ -182,14 +192,17 @@ async def open_broker(
 ) -> AsyncIterator[TrioBroker]:
     """Serve from the current trio run until the block exits."""
     settings.setdefault("data_dir", ":memory:")
-    core = BrokerCore(Settings(host=host, port=port, **settings))
-    server = Server(core)
-    await server.listen(host, port)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        try:
-            yield TrioBroker(core, server)
-        finally:
-            with trio.CancelScope(shield=True):
-                await server.shutdown(grace=STOP_GRACE)
-            nursery.cancel_scope.cancel()
+    core = BrokerCore.open(Settings(host=host, port=port, **settings))
+    try:
+        server = Server(core)
+        await server.listen(host, port)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            try:
+                yield TrioBroker(core, server)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await server.shutdown(grace=STOP_GRACE)
+                nursery.cancel_scope.cancel()
+    finally:
+        core.close()

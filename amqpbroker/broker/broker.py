@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import attrs
 
 from .. import __version__
 from ..config import Settings
 from ..protocol.connection import parse_amqplain, parse_plain
+from ..store import MEMORY, open_store
+from ..store.base import Store
 from .queue import Queue
 from .vhost import VirtualHost
 
 if TYPE_CHECKING:
+    from .channel import Channel
+    from .recovery import RecoveryStats
     from .session import Session
+
+
+def _noop() -> None:
+    pass
+
+
+@attrs.define
+class CommitBatch:
+    channels: list[tuple[Channel, int]]
+    callbacks: list[Callable[[], None]]
 
 
 def is_loopback(peer: str) -> bool:
@@ -29,12 +46,89 @@ def is_loopback(peer: str) -> bool:
 class Broker:
     version = __version__
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
+        """``store`` is an opened store for durable state, or None to keep nothing
+        (``--transient``); with a store, call :meth:`recover` before serving."""
         self.settings = settings or Settings()
         self.vhosts: dict[str, VirtualHost] = {}
         self.users: dict[str, str] = {self.settings.default_user: self.settings.default_pass}
         self.sessions: set[Session] = set()
+        self.store = store
+        # Group commit bookkeeping (see server/committer.py): channels whose
+        # confirms wait for the next commit, and callbacks to run after it.
+        self.commit_channels: list[Channel] = []
+        self.commit_callbacks: list[Callable[[], None]] = []
+        self.request_commit: Callable[[], None] = _noop
+        self.recovered: RecoveryStats | None = None
         self.add_vhost("/")
+
+    @classmethod
+    def open(cls, settings: Settings) -> Broker:
+        """A broker over the store ``settings.data_dir`` names, its durable state
+        recovered.  Raises StoreError (one readable line) when the data cannot be
+        used: locked by another broker, unreadable, corrupt, from a newer version."""
+        if settings.data_dir == MEMORY:
+            return cls(settings)
+        from .recovery import recover
+
+        store = open_store(settings.data_dir, settings.sync)
+        definitions = store.open()
+        try:
+            broker = cls(settings, store)
+            broker.recovered = recover(broker, definitions)
+        except BaseException:
+            store.close()
+            raise
+        return broker
+
+    def close(self) -> None:
+        """Write what is still buffered and release the store."""
+        if self.store is not None:
+            self.store.close()
+
+    # --------------------------------------------------------- group commit
+
+    def await_commit(self, channel: Channel, seq: int) -> None:
+        """Confirm publish ``seq`` on ``channel`` after the next group commit."""
+        channel.commit_seq = seq
+        if not channel.commit_queued:
+            channel.commit_queued = True
+            self.commit_channels.append(channel)
+        self.request_commit()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.commit_callbacks.append(callback)
+        self.request_commit()
+
+    def take_commit_batch(self) -> CommitBatch:
+        """What the commit about to start will make durable (called before it starts,
+        on the broker's thread: everything buffered so far is in that commit)."""
+        batch = CommitBatch(
+            [(channel, channel.commit_seq) for channel in self.commit_channels],
+            self.commit_callbacks,
+        )
+        for channel in self.commit_channels:
+            channel.commit_queued = False
+        self.commit_channels = []
+        self.commit_callbacks = []
+        return batch
+
+    def restore_commit_batch(self, batch: CommitBatch) -> None:
+        """A commit failed: its waiters wait for the next one, ahead of newer ones."""
+        for channel, _seq in batch.channels:
+            if not channel.commit_queued:
+                channel.commit_queued = True
+                self.commit_channels.append(channel)
+        self.commit_callbacks[:0] = batch.callbacks
+
+    def finish_commit(self, batch: CommitBatch) -> None:
+        """The commit is durable: release the confirms and replies that waited."""
+        for channel, seq in batch.channels:
+            if channel.session.channels.get(channel.number) is channel:
+                channel.committed(seq)
+                channel.session.wake()
+        for callback in batch.callbacks:
+            callback()
 
     # ------------------------------------------------------------- vhosts
 
@@ -43,6 +137,9 @@ class Broker:
         if vhost is None:
             vhost = self.vhosts[name] = VirtualHost(name)
             vhost.on_queue_deleted = self._queue_deleted
+            vhost.store = self.store
+            if self.store is not None:
+                self.store.put_vhost(name)
         return vhost
 
     def delete_vhost(self, name: str) -> None:
@@ -54,6 +151,8 @@ class Broker:
                 session.force_close(f"vhost '{name}' is deleted")
         for queue in list(vhost.queues.values()):
             vhost.remove_queue(queue)
+        if self.store is not None:
+            self.store.delete_vhost(name)
 
     def _queue_deleted(self, queue: Queue) -> None:
         sessions = {consumer.channel.session for consumer in queue.consumers}

@@ -29,6 +29,8 @@ Unacked = tuple[Queue, QueuedMessage, Consumer | None]
 class Channel:
     __slots__ = (
         "acked_upto",
+        "commit_queued",
+        "commit_seq",
         "confirm",
         "confirm_ready",
         "consumer_prefetch",
@@ -60,6 +62,12 @@ class Channel:
         self.publish_seq = 0
         self.confirm_ready = 0
         self.acked_upto = 0
+        # Confirms held for a group commit: the highest publish seq that waits for
+        # one, and whether this channel is on the broker's list for the next commit.
+        # While commit_seq > confirm_ready, later (transient) publishes wait too, so
+        # that one multiple-ack never covers a message not yet on disk.
+        self.commit_seq = 0
+        self.commit_queued = False
         # Transactions: None when not in tx mode, else the pending operations.
         self.tx: list[Callable[[], None]] | None = None
 
@@ -82,6 +90,10 @@ class Channel:
             self.unacked[tag] = (queue, qm, consumer)
             consumer.unacked += 1
             queue.unacked += 1
+            if qm.persisted:
+                queue.delivered(qm)
+        elif qm.persisted:
+            queue.settled(qm)
         message = qm.message
         self.session.write_content(
             frames.encode_deliver(
@@ -102,6 +114,10 @@ class Channel:
         if not no_ack:
             self.unacked[tag] = (queue, qm, None)
             queue.unacked += 1
+            if qm.persisted:
+                queue.delivered(qm)
+        elif qm.persisted:
+            queue.settled(qm)
         message = qm.message
         self.session.write_content(
             frames.encode_get_ok(
@@ -153,6 +169,7 @@ class Channel:
 
     def ack(self, tag: int, multiple: bool) -> None:
         taken = self._take(tag, multiple)
+        self._settle(taken)
         self._redispatch(self._release(taken))
 
     def reject(self, tag: int, multiple: bool, requeue: bool) -> None:
@@ -160,7 +177,16 @@ class Channel:
         touched = self._release(taken)
         if requeue:
             self._requeue(taken)
+        else:
+            self._settle(taken)
         self._redispatch(touched)
+
+    @staticmethod
+    def _settle(entries: list[Unacked]) -> None:
+        """The messages are done with: forget them in the store."""
+        for queue, qm, _consumer in entries:
+            if qm.persisted:
+                queue.settled(qm)
 
     def recover(self) -> None:
         """basic.recover(requeue=true): every unacked delivery goes back."""
@@ -230,6 +256,16 @@ class Channel:
 
     def publish_accepted(self, seq: int) -> None:
         self.confirm_ready = seq
+
+    @property
+    def awaiting_commit(self) -> bool:
+        return self.commit_seq > self.confirm_ready
+
+    def committed(self, seq: int) -> None:
+        """A group commit holding publishes up to ``seq`` is durable."""
+        if seq > self.confirm_ready:
+            self.confirm_ready = seq
+        self.flush_confirms()
 
     def publish_refused(self, seq: int) -> None:
         """basic.nack for one publish: acks before it go out first, in order."""

@@ -51,9 +51,12 @@ class Message:
 class QueuedMessage:
     """A message's place in one queue: its sequence number and delivery state."""
 
-    __slots__ = ("message", "redelivered", "seq")
+    __slots__ = ("message", "persisted", "redelivered", "seq")
 
-    def __init__(self, seq: int, message: Message, redelivered: bool = False) -> None:
+    def __init__(
+        self, seq: int, message: Message, redelivered: bool = False, persisted: bool = False
+    ) -> None:
         self.seq = seq
         self.message = message
         self.redelivered = redelivered
+        self.persisted = persisted  # written to the queue's store

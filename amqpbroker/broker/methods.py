@@ -387,9 +387,11 @@ def _route(
     if PUBLISH_OBSERVERS:
         for observe in PUBLISH_OBSERVERS:
             observe(vhost, message, queues)
+    stored = False
     if queues:
         for queue in queues:
-            queue.publish(message)
+            if queue.publish(message):
+                stored = True
     elif mandatory:
         session.write_content(
             frames.encode_return(
@@ -399,8 +401,13 @@ def _route(
             message,
         )
     if channel.confirm:
-        channel.publish_accepted(channel.confirm_publish())
-        session.dirty.add(channel)
+        seq = channel.confirm_publish()
+        if stored or channel.awaiting_commit:
+            # Confirmed only once the group commit holding it is on disk.
+            session.broker.await_commit(channel, seq)
+        else:
+            channel.publish_accepted(seq)
+            session.dirty.add(channel)
 
 
 def _check_user_id(session: Session, header: bytes) -> None:
@@ -447,7 +454,17 @@ def tx_commit(session: Session, channel: Channel, payload: bytes) -> None:
     pending, channel.tx = channel.tx, []
     for operation in pending:
         operation()
-    _reply(session, channel, frames.make_method(commands.Tx.CommitOk))
+    commit_ok = frames.make_method(commands.Tx.CommitOk)
+    broker = session.broker
+    if broker.store is not None and broker.store.has_pending():
+        # commit-ok promises durability: send it after the group commit.
+        def reply() -> None:
+            if session.channels.get(channel.number) is channel:
+                _reply(session, channel, commit_ok)
+
+        broker.after_commit(reply)
+    else:
+        _reply(session, channel, commit_ok)
 
 
 @handles(90, 30)

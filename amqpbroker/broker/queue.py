@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..store.base import MessageRecord, Store
 from .message import Message, QueuedMessage
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class Queue:
         "name",
         "next_seq",
         "ready",
+        "store",
+        "store_id",
         "unacked",
         "vhost",
     )
@@ -64,6 +67,10 @@ class Queue:
         self.bound_from: set[Any] = set()  # exchanges holding a binding to this queue
         self.deleted = False
         self.had_consumer = False
+        # Durable queues of a persistent broker: the store and this queue's id in it.
+        # Persistent messages published here are written there (group-committed).
+        self.store: Store | None = None
+        self.store_id = 0
 
     def __repr__(self) -> str:
         return f"<Queue {self.vhost!r}/{self.name!r} ready={len(self.ready)}>"
@@ -84,17 +91,47 @@ class Queue:
 
     # -------------------------------------------------------------- publish
 
-    def publish(self, message: Message) -> None:
+    def publish(self, message: Message) -> bool:
+        """Enqueue (or deliver at once); True when the message went to the store,
+        so its publisher confirm must wait for the next group commit."""
         seq = self.next_seq
         self.next_seq = seq + 1
         qm = QueuedMessage(seq, message)
+        stored = False
+        store = self.store
+        if store is not None and message.persistent:
+            store.enqueue(
+                self.store_id,
+                MessageRecord(
+                    seq,
+                    message.exchange,
+                    message.routing_key,
+                    message.header,
+                    message.body,
+                    False,
+                ),
+            )
+            qm.persisted = stored = True
         if not self.ready and self.consumers:
             # Fast path: hand it straight to a consumer with room.
             consumer = self._next_consumer()
             if consumer is not None:
                 consumer.deliver(self, qm)
-                return
+                return stored
         self.ready.append(qm)
+        return stored
+
+    # ---------------------------------------------------------- store hooks
+
+    def delivered(self, qm: QueuedMessage) -> None:
+        """A message goes out: after a crash it must come back redelivered."""
+        if qm.persisted and not qm.redelivered and self.store is not None:
+            self.store.mark_delivered(self.store_id, qm.seq)
+
+    def settled(self, qm: QueuedMessage) -> None:
+        """A message is gone for good (acked, auto-acked, dropped)."""
+        if qm.persisted and self.store is not None and not self.deleted:
+            self.store.remove(self.store_id, qm.seq)
 
     # ------------------------------------------------------------- delivery
 
@@ -146,7 +183,11 @@ class Queue:
         self.dispatch()
 
     def purge(self) -> int:
+        """Drop the ready messages; unacked ones stay (and stay stored)."""
         count = len(self.ready)
+        if self.store is not None:
+            for qm in self.ready:
+                self.settled(qm)
         self.ready.clear()
         return count
 
@@ -165,10 +206,8 @@ class Queue:
         self.dispatch()
 
     def remove_consumer(self, consumer: Consumer) -> None:
-        try:
+        if consumer in self.consumers:
             self.consumers.remove(consumer)
-        except ValueError:
-            pass
 
 
 def _seq(qm: QueuedMessage) -> int:
@@ -188,4 +227,3 @@ class _SeqView:
 
     def __getitem__(self, index: int) -> int:
         return self._items[index].seq
-

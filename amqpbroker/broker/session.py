@@ -73,6 +73,9 @@ class Session:
             for channel in self.dirty:
                 channel.flush_confirms()
             self.dirty.clear()
+        store = self.broker.store
+        if store is not None and store.has_pending():
+            self.broker.request_commit()
         if self.proto.out:
             self.wake()
 
@@ -96,8 +99,9 @@ class Session:
         """A method frame with content (deliver, get-ok, return) and its frames."""
         out = self.proto.out
         out.append(method_frame)
-        out.extend(frames.encode_content(channel, message.header, message.body,
-                                         self.proto.frame_max))
+        out.extend(
+            frames.encode_content(channel, message.header, message.body, self.proto.frame_max)
+        )
         self.out_size += len(message.body) + len(message.header) + 64
         if self.out_size > HIGH_WATER:
             self.writable = False
@@ -148,8 +152,11 @@ class Session:
                 vhost.remove_queue(queue)
         self.exclusive_queues.clear()
         self.broker.sessions.discard(self)
-        log.info("connection %s closed%s", self.peer,
-                 f": {self.proto.close_reason}" if self.proto.close_reason else "")
+        log.info(
+            "connection %s closed%s",
+            self.peer,
+            f": {self.proto.close_reason}" if self.proto.close_reason else "",
+        )
 
     # ------------------------------------------------------------- helpers
 
@@ -170,7 +177,8 @@ class Session:
                     if notify:
                         methods.send_cancel(self, channel.number, tag)
 
-    def force_close(self, text: str = "broker forced connection closure with reason 'shutdown'"
-                    ) -> None:
+    def force_close(
+        self, text: str = "broker forced connection closure with reason 'shutdown'"
+    ) -> None:
         self.proto.close_connection(errors.ConnectionForced(text))
         self.wake()

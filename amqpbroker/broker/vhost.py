@@ -12,9 +12,10 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from .. import errors
+from ..store.base import BindingRecord, ExchangeRecord, Store
 from .arguments import assert_args_equivalent, assert_flag_equivalent
-from .exchanges import make_exchange
-from .exchanges.base import Exchange
+from .exchanges import EXCHANGE_TYPES, make_exchange
+from .exchanges.base import Exchange, freeze
 from .exchanges.default import DefaultExchange
 from .message import Message
 from .queue import Queue
@@ -48,6 +49,18 @@ QUEUE_EQUIVALENCE_ARGS = (
 _EMPTY: tuple[Queue, ...] = ()
 
 
+def exchange_record(vhost: str, exchange: Exchange) -> ExchangeRecord:
+    return ExchangeRecord(
+        vhost,
+        exchange.name,
+        exchange.type_name,
+        exchange.durable,
+        exchange.auto_delete,
+        exchange.internal,
+        dict(exchange.arguments),
+    )
+
+
 def server_generated_name(prefix: str = "amq.gen-") -> str:
     """``amq.gen-`` plus 22 URL-safe base64 characters, like RabbitMQ's."""
     return prefix + base64.urlsafe_b64encode(os.urandom(16)).decode("ascii").rstrip("=")
@@ -68,6 +81,8 @@ class VirtualHost:
         # Called with each queue / exchange deleted (consumer cancel notifications,
         # store cleanup); set by the broker.
         self.on_queue_deleted: Callable[[Queue], None] | None = None
+        # Where durable entities are recorded (None: a transient broker).
+        self.store: Store | None = None
 
     # ------------------------------------------------------------- exchanges
 
@@ -99,6 +114,9 @@ class VirtualHost:
             if existing is None:
                 raise errors.NotFound(f"no {self._where('exchange', name)}")
             return existing
+        if type_name not in EXCHANGE_TYPES:
+            # Checked before anything else, even when the exchange exists (RabbitMQ 3.x).
+            raise errors.CommandInvalid(f"invalid exchange type '{type_name}'")
         if existing is None:
             if name.startswith("amq."):
                 raise errors.AccessRefused(
@@ -113,6 +131,8 @@ class VirtualHost:
                 arguments=arguments,
             )
             self.exchanges[name] = exchange
+            if durable and self.store is not None:
+                self.store.put_exchange(exchange_record(self.name, exchange))
             return exchange
         where = ("exchange", name, self.name)
         if existing.type_name != type_name:
@@ -130,8 +150,9 @@ class VirtualHost:
         if name == "":
             raise errors.AccessRefused("operation not permitted on the default exchange")
         if name.startswith("amq."):
+            # Refused whether or not such an exchange exists.
             raise errors.AccessRefused(
-                f"exchange name '{name}' contains reserved prefix 'amq.*'"
+                f"deletion of system exchange '{name}' in vhost '{self.name}' not allowed"
             )
         exchange = self.exchanges.get(name)
         if exchange is None:
@@ -145,6 +166,8 @@ class VirtualHost:
         if self.exchanges.get(exchange.name) is not exchange:
             return
         del self.exchanges[exchange.name]
+        if exchange.durable and self.store is not None:
+            self.store.delete_exchange(self.name, exchange.name)
         for destination, _key, _args in list(exchange.bindings()):
             if isinstance(destination, Queue):
                 destination.bound_from.discard(exchange)
@@ -181,6 +204,9 @@ class VirtualHost:
     ) -> tuple[Queue, bool]:
         """Returns the queue and whether it was created by this call."""
         arguments = arguments or {}
+        # RabbitMQ drops durable for exclusive declares before creating *or comparing*,
+        # so an exclusive durable=true redeclare of an exclusive queue is no mismatch.
+        durable = durable and not exclusive
         existing = self.queues.get(name) if name else None
         if passive:
             if existing is None:
@@ -191,18 +217,19 @@ class VirtualHost:
             if not name:
                 name = server_generated_name()
             elif name.startswith("amq."):
-                raise errors.AccessRefused(
-                    f"queue name '{name}' contains reserved prefix 'amq.*'"
-                )
+                raise errors.AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
             queue = Queue(
                 self.name,
                 name,
-                durable=durable and not exclusive,
+                durable=durable,
                 exclusive_owner=owner if exclusive else None,
                 auto_delete=auto_delete,
                 arguments=arguments,
             )
             self.queues[name] = queue
+            if queue.durable and self.store is not None:
+                queue.store = self.store
+                queue.store_id = self.store.put_queue(self.name, name, True, auto_delete, arguments)
             return queue, True
         # Redeclare: exclusivity must match exactly (RabbitMQ's strict check).
         if existing.exclusive_owner is not (owner if exclusive else None):
@@ -231,9 +258,7 @@ class VirtualHost:
         self.check_exclusive(queue, owner)
         return queue
 
-    def delete_queue(
-        self, queue: Queue, *, if_unused: bool = False, if_empty: bool = False
-    ) -> int:
+    def delete_queue(self, queue: Queue, *, if_unused: bool = False, if_empty: bool = False) -> int:
         if if_unused and queue.consumers:
             raise errors.PreconditionFailed(f"{self._where('queue', queue.name)} in use")
         if if_empty and queue.ready:
@@ -248,6 +273,8 @@ class VirtualHost:
             return
         queue.deleted = True
         del self.queues[queue.name]
+        if queue.store is not None:
+            queue.store.delete_queue(queue.store_id)
         for exchange in list(queue.bound_from):
             exchange.unbind_destination(queue)
             self._maybe_auto_delete(exchange)
@@ -265,17 +292,47 @@ class VirtualHost:
             raise errors.AccessRefused("operation not permitted on the default exchange")
         exchange = self.get_exchange(exchange_name)
         exchange.validate_binding(routing_key, arguments)
-        exchange.bind(queue, routing_key, arguments)
+        created = exchange.bind(queue, routing_key, arguments)
+        if created and queue.store is not None and exchange.durable:
+            queue.store.put_binding(
+                BindingRecord(self.name, exchange.name, "queue", queue.name, routing_key, arguments)
+            )
         queue.bound_from.add(exchange)
 
     def unbind_queue(
-        self, queue: Queue, exchange_name: str, routing_key: str, arguments: dict[str, Any]
+        self,
+        queue: Queue | None,
+        exchange_name: str,
+        routing_key: str,
+        arguments: dict[str, Any],
+        owner: Any = None,
     ) -> None:
+        """Remove a binding; ``queue`` None means the named queue does not exist.
+
+        As RabbitMQ 3.10: unbinding what is not bound succeeds silently, even when the
+        queue or the exchange does not exist; only an existing binding to another
+        connection's exclusive queue is refused (405).
+        """
         if exchange_name == "":
             raise errors.AccessRefused("operation not permitted on the default exchange")
-        exchange = self.get_exchange(exchange_name)
-        # Unbinding something that is not bound succeeds silently, as in RabbitMQ.
+        exchange = self.exchanges.get(exchange_name)
+        if queue is None or exchange is None:
+            return
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not owner:
+            frozen = freeze(arguments)
+            if any(
+                dest is queue and key == routing_key and freeze(args) == frozen
+                for dest, key, args in exchange.bindings()
+            ):
+                raise self._locked(queue)
+            return
         if exchange.unbind(queue, routing_key, arguments):
+            if queue.store is not None and exchange.durable:
+                queue.store.delete_binding(
+                    BindingRecord(
+                        self.name, exchange.name, "queue", queue.name, routing_key, arguments
+                    )
+                )
             if not any(dest is queue for dest, _k, _a in exchange.bindings()):
                 queue.bound_from.discard(exchange)
             self._maybe_auto_delete(exchange)
@@ -289,6 +346,12 @@ class VirtualHost:
         src = self.get_exchange(source)
         src.validate_binding(routing_key, arguments)
         if src.bind(dest, routing_key, arguments):
+            if self.store is not None and src.durable and dest.durable:
+                self.store.put_binding(
+                    BindingRecord(
+                        self.name, src.name, "exchange", dest.name, routing_key, arguments
+                    )
+                )
             self.e2e_sources.setdefault(dest, set()).add(src)
             self.e2e_count += 1
 
@@ -297,9 +360,17 @@ class VirtualHost:
     ) -> None:
         if "" in (destination, source):
             raise errors.AccessRefused("operation not permitted on the default exchange")
-        dest = self.get_exchange(destination)
-        src = self.get_exchange(source)
+        dest = self.exchanges.get(destination)
+        src = self.exchanges.get(source)
+        if dest is None or src is None:
+            return  # RabbitMQ 3.10: unbinding a missing exchange succeeds
         if src.unbind(dest, routing_key, arguments):
+            if self.store is not None and src.durable and dest.durable:
+                self.store.delete_binding(
+                    BindingRecord(
+                        self.name, src.name, "exchange", dest.name, routing_key, arguments
+                    )
+                )
             self.e2e_count -= 1
             if not any(d is dest for d, _k, _a in src.bindings()):
                 sources = self.e2e_sources.get(dest)

@@ -21,6 +21,7 @@ import trio
 
 from ..broker.broker import Broker
 from ..broker.session import Session
+from .committer import run_committer
 
 log = logging.getLogger("amqpbroker.server")
 
@@ -179,19 +180,27 @@ class Server:
     async def serve(
         self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Accept connections on the bound listeners until ``shutdown``."""
-        async with trio.open_nursery() as connections:
-            self._connections = connections.cancel_scope
-            with trio.CancelScope() as accepting:
-                self._accepting = accepting
-                task_status.started(self)
-                await trio.serve_listeners(
-                    lambda stream: handle_connection(self.broker, stream),
-                    self.listeners,
-                    handler_nursery=connections,
-                )
-            for listener in self.listeners:
-                await listener.aclose()
+        """Accept connections on the bound listeners until ``shutdown``.
+
+        The group committer runs beside the connections and outlives them, so
+        what they buffered is committed; the caller closes the store afterwards.
+        """
+        async with trio.open_nursery() as background:
+            if self.broker.store is not None:
+                await background.start(run_committer, self.broker)
+            async with trio.open_nursery() as connections:
+                self._connections = connections.cancel_scope
+                with trio.CancelScope() as accepting:
+                    self._accepting = accepting
+                    task_status.started(self)
+                    await trio.serve_listeners(
+                        lambda stream: handle_connection(self.broker, stream),
+                        self.listeners,
+                        handler_nursery=connections,
+                    )
+                for listener in self.listeners:
+                    await listener.aclose()
+            background.cancel_scope.cancel()
 
     async def shutdown(self, grace: float = 2.0) -> None:
         """Stop accepting, close every connection with 320 CONNECTION_FORCED."""
