@@ -111,7 +111,8 @@ def test_confirm_select_twice_is_fine(url: str) -> None:
         ch.confirm_select()
         ch.confirm_select()
         queue = ch.queue_declare("", exclusive=True).queue
-        ch.basic_publish(amqp.Message(b"x"), "", queue)  # waits for the ack
+        # basic_publish_confirm selects once more, publishes and waits for the ack.
+        ch.basic_publish_confirm(amqp.Message(b"x"), "", queue)
         assert ch.queue_declare(queue, passive=True).message_count == 1
     finally:
         conn.close()
