@@ -1,0 +1,48 @@
+"""Durable state of the broker: the contract (base), an in-memory store and a SQLite store.
+
+``open_store`` picks one from the ``--data-dir`` value: ":memory:" keeps everything in memory
+(``--transient``), anything else is a directory for the SQLite store, and None means the
+per-user default directory.
+"""
+
+from __future__ import annotations
+
+from amqpbroker.store.base import (
+    BindingRecord,
+    Definitions,
+    ExchangeRecord,
+    MessageRecord,
+    QueueRecord,
+    Store,
+    StoreError,
+)
+from amqpbroker.store.datadir import default_data_dir
+from amqpbroker.store.memory import MemoryImage, MemoryStore
+from amqpbroker.store.sqlite import SYNC_MODES, SQLiteStore
+
+MEMORY: str = ":memory:"
+
+__all__ = [
+    "MEMORY",
+    "SYNC_MODES",
+    "BindingRecord",
+    "Definitions",
+    "ExchangeRecord",
+    "MemoryImage",
+    "MemoryStore",
+    "MessageRecord",
+    "QueueRecord",
+    "SQLiteStore",
+    "Store",
+    "StoreError",
+    "default_data_dir",
+    "open_store",
+]
+
+
+def open_store(data_dir: str | None, sync: str = "full") -> Store:
+    """Build the store for ``data_dir`` (not opened yet: call ``.open()`` for the recovered
+    Definitions). ``sync`` applies to the SQLite store; an invalid one raises StoreError."""
+    if data_dir == MEMORY:
+        return MemoryStore()
+    return SQLiteStore(default_data_dir() if data_dir is None else data_dir, sync)

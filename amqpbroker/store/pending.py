@@ -1,0 +1,57 @@
+"""The buffer of message operations waiting for the next commit, shared by every store.
+
+Hot path: the broker appends here for every persistent publish, delivery and ack, from its
+event-loop thread, while a commit may be taking a batch in a worker thread. An append is a
+tuple and a list append under an uncontended lock (a few hundred ns); the lock is what makes
+"take the whole buffer" atomic, so no append can land in a list a commit already took.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Final
+
+from amqpbroker.store.base import MessageRecord
+
+# Operation kinds; small ints so an operation is a plain tuple, cheap to build and to test.
+ENQUEUE: Final = 0
+REMOVE: Final = 1
+DELIVERED: Final = 2
+PURGE: Final = 3
+
+# (kind, queue_id, seq, record): record is set for ENQUEUE only, seq is 0 for PURGE.
+Op = tuple[int, int, int, MessageRecord | None]
+
+
+class PendingOps:
+    """Message operations in call order, taken as a whole by each commit."""
+
+    __slots__ = ("_lock", "_ops")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ops: list[Op] = []
+
+    def add(self, op: Op) -> None:
+        with self._lock:
+            self._ops.append(op)
+
+    def take(self) -> list[Op]:
+        """Remove and return everything buffered so far."""
+        with self._lock:
+            ops, self._ops = self._ops, []
+        return ops
+
+    def restore(self, ops: list[Op]) -> None:
+        """Put back a batch whose write failed, ahead of what was buffered since, so that a
+        retry still applies operations in call order."""
+        with self._lock:
+            self._ops[:0] = ops
+
+    def clear(self) -> None:
+        with self._lock:
+            self._ops = []
+
+    def __bool__(self) -> bool:
+        # Reading a list's length is atomic under the GIL; no lock needed for a snapshot.
+        return bool(self._ops)
