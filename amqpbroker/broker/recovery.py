@@ -53,6 +53,9 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
         )
         stats.exchanges += 1
     next_seq = definitions.max_seq + 1
+    # After a crash, a delivery may have gone out before its "delivered" mark was
+    # committed: every recovered message may have been delivered (RabbitMQ's rule).
+    unclean = not definitions.clean_shutdown
     for q in definitions.queues:
         vhost = broker.add_vhost(q.vhost)
         queue = Queue(
@@ -64,7 +67,8 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
             records = store.read_messages(q.queue_id, after, RECOVERY_PAGE)
             for rec in records:
                 message = Message(rec.exchange, rec.routing_key, rec.header, rec.body)
-                queue.ready.append(QueuedMessage(rec.seq, message, rec.redelivered, True))
+                redelivered = rec.redelivered or unclean
+                queue.ready.append(QueuedMessage(rec.seq, message, redelivered, True))
             stats.messages += len(records)
             if len(records) < RECOVERY_PAGE:
                 break

@@ -93,6 +93,9 @@ class Definitions:
     queues: list[QueueRecord]
     bindings: list[BindingRecord]
     max_seq: int
+    # False when the previous run did not close() the store (killed, crashed): any
+    # recovered message may then have been delivered without its mark being committed.
+    clean_shutdown: bool = True
 
 
 class Store(abc.ABC):

@@ -49,6 +49,7 @@ class MemoryImage:
     messages: dict[int, dict[int, MessageRecord]] = attrs.Factory(dict)
     max_seq: int = 0
     last_queue_id: int = 0
+    clean_shutdown: bool = True
     # The store that has the image open, like the flock on a SQLite data dir.
     owner: object | None = None
 
@@ -76,7 +77,9 @@ class MemoryStore(Store):
             image.owner = self
             self._state = "open"
             self._drop_transient()
-            return self._definitions()
+            definitions = self._definitions()
+            image.clean_shutdown = False  # until close()
+            return definitions
 
     def close(self) -> None:
         if self._state != "open":
@@ -84,6 +87,7 @@ class MemoryStore(Store):
             return
         try:
             self.commit()
+            self._image.clean_shutdown = True
         finally:
             with self._lock:
                 self._release("closed")
@@ -127,7 +131,9 @@ class MemoryStore(Store):
             BindingRecord(v, s, k, d, rk, decode_arguments(args))
             for (v, s, k, d, rk, args) in sorted(image.bindings)
         ]
-        return Definitions(sorted(image.vhosts), exchanges, queues, bindings, image.max_seq)
+        return Definitions(
+            sorted(image.vhosts), exchanges, queues, bindings, image.max_seq, image.clean_shutdown
+        )
 
     # -- entities ----------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ QUEUE_DEPTH: Final = (
 
 # -- entities ------------------------------------------------------------------------------
 SELECT_META: Final = "SELECT value FROM meta WHERE key = ?"
+SET_META: Final = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 NEXT_QUEUE_ID: Final = "UPDATE meta SET value = value + 1 WHERE key = 'last_queue_id'"
 INSERT_VHOST: Final = "INSERT OR IGNORE INTO vhosts (name) VALUES (?)"
 DELETE_VHOST: Final = "DELETE FROM vhosts WHERE name = ?"
@@ -238,7 +239,16 @@ class SQLiteStore(Store):
             queues=queues,
             bindings=bindings,
             max_seq=tx.execute(SELECT_META, ("max_seq",)).fetchone()[0],
+            clean_shutdown=self._take_clean_flag(tx),
         )
+
+    @staticmethod
+    def _take_clean_flag(tx: sqlite3.Connection) -> bool:
+        """Whether the last run closed cleanly; from now on we are "running" until
+        close() says otherwise (a new store counts as clean)."""
+        row = tx.execute(SELECT_META, ("clean_shutdown",)).fetchone()
+        tx.execute(SET_META, ("clean_shutdown", 0))
+        return row is None or bool(row[0])
 
     def close(self) -> None:
         if self._state != "open":
@@ -246,6 +256,8 @@ class SQLiteStore(Store):
             return
         try:
             self.commit()
+            with self._db_lock, self._transaction_locked() as tx:
+                tx.execute(SET_META, ("clean_shutdown", 1))
         finally:
             with self._db_lock:
                 self._shut(clean=True)
