@@ -90,3 +90,26 @@ def test_example_project_passes_on_rabbitmq_with_a_vhost_per_test() -> None:
     )
     assert_outcome(result, passed=EXAMPLE_TESTS - INSPECTOR_TESTS, skipped=INSPECTOR_TESTS)
     assert "a vhost per test" in result.stdout
+
+
+DOCS = Path(__file__).parent.parent / "docs" / "testing.md"
+
+
+def _without_docstring(source: str) -> str:
+    if source.startswith('"""'):
+        source = source[source.index('"""', 3) + 3 :]
+    return source.strip() + "\n"
+
+
+def test_every_example_in_the_docs_is_an_example_project_test() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
+    examples = [block for block in blocks if "def test_" in block]
+    assert len(examples) >= 5  # pika, aio-pika, kombu, Celery, the inspector
+    files = {
+        path.name: _without_docstring(path.read_text())
+        for path in EXAMPLE_PROJECT.glob("test_*.py")
+    }
+    for block in examples:
+        assert block in files.values(), f"not an example project file verbatim:\n{block}"
+    for client in ("pika", "aio_pika", "kombu", "celery"):
+        assert any(f"import {client}" in b or f"from {client}" in b for b in examples), client

@@ -441,6 +441,7 @@ class BrokerInspector:
         ``what`` and showing :meth:`describe`.  Other exceptions propagate at once.
         Resource handling: polls from the calling thread; nothing is left running.
         """
+        __tracebackhide__ = True  # pytest shows the caller's line, not ours
         deadline = time.monotonic() + timeout
         interval = FIRST_POLL_INTERVAL
         last_error = ""
@@ -466,6 +467,7 @@ class BrokerInspector:
     def wait_for_queue(self, name: str, *, timeout: float = DEFAULT_TIMEOUT) -> QueueInfo:
         """Wait until queue ``name`` exists; returns its snapshot.  Errors: as
         :meth:`wait_until`."""
+        __tracebackhide__ = True  # pytest shows the caller's line, not ours
         return self.wait_until(
             lambda: self.queue(name), timeout=timeout, what=f"queue {name!r} to be declared"
         )
@@ -475,6 +477,7 @@ class BrokerInspector:
     ) -> list[MessageInfo]:
         """Wait until exactly ``count`` messages are ready in ``queue``; returns them
         (still in the queue).  Errors: as :meth:`wait_until`."""
+        __tracebackhide__ = True  # pytest shows the caller's line, not ours
 
         def check() -> list[MessageInfo] | None:
             if self.queue(queue).messages != count:
@@ -498,6 +501,7 @@ class BrokerInspector:
     ) -> QueueInfo:
         """Wait until ``queue`` has at least ``count`` consumers (``count=0``: none at
         all).  Errors: as :meth:`wait_until`."""
+        __tracebackhide__ = True  # pytest shows the caller's line, not ours
 
         def check() -> QueueInfo | None:
             info = self.queue(queue)
@@ -517,6 +521,7 @@ class BrokerInspector:
         or rejected without requeue (dead-lettered or dropped) all count.  Errors: as
         :meth:`wait_until`.
         """
+        __tracebackhide__ = True  # pytest shows the caller's line, not ours
 
         def check() -> QueueInfo | None:
             info = self.queue(queue)
@@ -534,6 +539,7 @@ class BrokerInspector:
     ) -> list[MessageInfo]:
         """Wait until at least ``count`` messages were published to ``exchange`` since
         the inspector started; returns them all.  Errors: as :meth:`wait_until`."""
+        __tracebackhide__ = True  # pytest shows the caller's line, not ours
 
         def check() -> list[MessageInfo] | None:
             found = self.published(exchange)
