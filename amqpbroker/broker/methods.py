@@ -21,6 +21,8 @@ from ..protocol import frames
 from ..protocol import properties as props
 from .channel import Channel
 from .consumer import Consumer
+from .exchanges.base import Exchange
+from .expiration import parse_expiration
 from .message import Message
 from .queue import Queue
 
@@ -354,9 +356,9 @@ def basic_publish(
     if immediate:
         raise errors.NotImplemented_("immediate=true", class_id=60, method_id=40)
     if channel.tx is not None:
-        vhost = _vhost(session)
-        vhost.get_exchange(exchange_name)  # a missing exchange fails the publish now
-        _check_user_id(session, header)
+        # RabbitMQ checks the exchange and the properties when the publish arrives,
+        # so a bad one fails the channel before anything is committed.
+        _checked_exchange(session, exchange_name, header)
         channel.tx.append(
             lambda: _route(session, channel, exchange_name, routing_key, mandatory, header, body)
         )
@@ -374,14 +376,7 @@ def _route(
     body: bytes,
 ) -> None:
     vhost = _vhost(session)
-    exchange = vhost.exchanges.get(exchange_name)
-    if exchange is None:
-        raise errors.NotFound(f"no exchange '{exchange_name}' in vhost '{vhost.name}'")
-    if exchange.internal:
-        raise errors.AccessRefused(
-            f"cannot publish to internal exchange '{exchange_name}' in vhost '{vhost.name}'"
-        )
-    _check_user_id(session, header)
+    exchange = _checked_exchange(session, exchange_name, header)
     message = Message(exchange_name, routing_key, header, body)
     queues = vhost.route(exchange, routing_key, message)
     if PUBLISH_OBSERVERS:
@@ -410,19 +405,33 @@ def _route(
             session.dirty.add(channel)
 
 
-def _check_user_id(session: Session, header: bytes) -> None:
-    """A user_id property must name the authenticated user (RabbitMQ: 406)."""
-    # Hot path: test the property flag bit (0x0010, low byte of the flags at
-    # offset 12) and parse the properties only when user_id is present.
-    if len(header) > 13 and header[13] & _USER_ID_FLAG:
-        user_id = props.scan_properties(header).user_id
-        if user_id != session.user:
+def _checked_exchange(session: Session, exchange_name: str, header: bytes) -> Exchange:
+    """The publish target, after RabbitMQ's publish-time checks, in its order:
+    exchange exists (404), is not internal (403), user_id and expiration (406)."""
+    vhost = _vhost(session)
+    exchange = vhost.exchanges.get(exchange_name)
+    if exchange is None:
+        raise errors.NotFound(f"no exchange '{exchange_name}' in vhost '{vhost.name}'")
+    if exchange.internal:
+        raise errors.AccessRefused(
+            f"cannot publish to internal exchange '{exchange_name}' in vhost '{vhost.name}'"
+        )
+    # Hot path: test the property flag bits (user_id 0x0010, expiration 0x0100 in
+    # the 16-bit flags at offset 12) and parse the properties only when needed.
+    if len(header) > 13 and (header[13] & _USER_ID_FLAG or header[12] & _EXPIRATION_FLAG):
+        view = props.scan_properties(header)
+        if view.user_id is not None and view.user_id != session.user:
             raise errors.PreconditionFailed(
-                f"user_id property set to '{user_id}' but authenticated user was '{session.user}'"
+                f"user_id property set to '{view.user_id}' but authenticated user was "
+                f"'{session.user}'"
             )
+        if view.expiration is not None:
+            parse_expiration(view.expiration.encode("utf-8"))
+    return exchange
 
 
-_USER_ID_FLAG = 0x10
+_USER_ID_FLAG = 0x10  # in the flags' low byte
+_EXPIRATION_FLAG = 0x01  # in the flags' high byte
 
 
 # ------------------------------------------------------------ confirm and tx

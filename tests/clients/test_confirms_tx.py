@@ -260,6 +260,30 @@ def test_transactional_publish_to_missing_exchange_is_404(
     )
 
 
+@pytest.mark.parametrize("bad", ["missing exchange", "internal exchange", "user_id"])
+def test_a_refused_publish_fails_the_channel_before_commit(
+    connection: BlockingConnection, bad: str
+) -> None:
+    # RabbitMQ checks each publish when it arrives: the channel closes at once and
+    # the publishes before it in the transaction are never committed.
+    watcher, tx = connection.channel(), connection.channel()
+    queue = new_queue(watcher)
+    tx.tx_select()
+    tx.basic_publish("", queue, b"good")
+    if bad == "missing exchange":
+        tx.basic_publish("no-such-exchange", "k", b"bad")
+    elif bad == "internal exchange":
+        tx.basic_publish("amq.rabbitmq.trace", "k", b"bad")
+    else:
+        tx.basic_publish("", queue, b"bad", pika.BasicProperties(user_id="bob"))
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        tx.tx_commit()
+    assert info.value.reply_code == {"missing exchange": 404, "internal exchange": 403}.get(
+        bad, 406
+    )
+    assert ready_count(watcher, queue) == 0
+
+
 def test_transactional_mandatory_return_comes_with_the_commit(
     connection: BlockingConnection, channel: BlockingChannel
 ) -> None:

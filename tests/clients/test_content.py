@@ -238,3 +238,48 @@ def test_user_id_is_checked_in_transactions_too(
         channel.tx_commit()
     assert info.value.reply_code == 406
     assert "user_id property set to 'bob'" in info.value.reply_text
+
+
+# Texts as RabbitMQ 3.10.8 words them (Erlang's string:to_integer error terms,
+# printed with ~p, which wraps a term that does not fit in 80 columns).
+INVALID_EXPIRATIONS = [
+    ("abc", "no_integer"),
+    ("", "no_integer"),
+    (" 5", "no_integer"),
+    ("-", "no_integer"),
+    ("\u00e9", "no_integer"),
+    ("-1", "{value_negative,-1}"),
+    ("1.5", '{leftover_string,".5"}'),
+    ("5 ", '{leftover_string," "}'),
+    ("1e3", '{leftover_string,"e3"}'),
+    ("5\u00e9", '{leftover_string,"\u00e9"}'),
+    ('5"\\\n', '{leftover_string,"\\"\\\\\\n"}'),
+    ("5\x01", "{leftover_string,[1]}"),
+    ("315360000001", "{value_too_large,315360000001}"),
+    ("99999999999999999999", "{value_too_large,\n" + " " * 44 + "99999999999999999999}"),
+]
+
+
+@pytest.mark.parametrize(("expiration", "reason"), INVALID_EXPIRATIONS)
+def test_invalid_expiration_is_406(
+    connection: BlockingConnection, channel: BlockingChannel, expiration: str, reason: str
+) -> None:
+    queue = new_queue(channel)
+    channel.basic_publish("", queue, b"x", pika.BasicProperties(expiration=expiration))
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        channel.queue_declare(queue, passive=True)
+    assert info.value.reply_code == 406
+    assert info.value.reply_text == (
+        f"PRECONDITION_FAILED - invalid expiration '{expiration}': {reason}"
+    )
+    assert connection.channel().queue_declare(queue, passive=True).method.message_count == 0
+
+
+@pytest.mark.parametrize("expiration", ["+60000", "-0", "0060000", "315360000000", "60000"])
+def test_valid_expiration_is_accepted_as_sent(channel: BlockingChannel, expiration: str) -> None:
+    queue = new_queue(channel)
+    channel.basic_publish("", queue, b"x", pika.BasicProperties(expiration=expiration))
+    channel.queue_declare(queue, passive=True)  # the channel is still open
+    if expiration != "-0":  # a zero TTL may expire it at once
+        _method, props, _body = channel.basic_get(queue, auto_ack=True)
+        assert props.expiration == expiration
