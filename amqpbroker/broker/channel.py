@@ -34,6 +34,7 @@ class Channel:
         "confirm",
         "confirm_ready",
         "consumer_prefetch",
+        "consumer_unacked",
         "consumers",
         "global_prefetch",
         "last_queue",
@@ -55,6 +56,9 @@ class Channel:
         self.next_tag = 1
         self.consumer_prefetch = 0  # basic.qos global=false: for consumers created later
         self.global_prefetch = 0  # basic.qos global=true: shared by the channel
+        # Unacked consumer deliveries: what global_prefetch limits.  basic.get
+        # deliveries do not count against it (as in RabbitMQ's limiter).
+        self.consumer_unacked = 0
         self.last_queue: str | None = None
         # Publisher confirms: sequence of the last publish, the highest sequence
         # that may be acked, and the highest already acked (or nacked) on the wire.
@@ -79,7 +83,7 @@ class Channel:
     def has_credit(self) -> bool:
         if not self.session.writable:
             return False
-        return not self.global_prefetch or len(self.unacked) < self.global_prefetch
+        return not self.global_prefetch or self.consumer_unacked < self.global_prefetch
 
     # -------------------------------------------------------------- delivery
 
@@ -89,6 +93,7 @@ class Channel:
         if not consumer.no_ack:
             self.unacked[tag] = (queue, qm, consumer)
             consumer.unacked += 1
+            self.consumer_unacked += 1
             queue.unacked += 1
             if qm.persisted:
                 queue.delivered(qm)
@@ -164,6 +169,7 @@ class Channel:
             queue.unacked -= 1
             if consumer is not None:
                 consumer.unacked -= 1
+                self.consumer_unacked -= 1
             touched.add(queue)
         return touched
 

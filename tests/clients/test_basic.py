@@ -136,6 +136,22 @@ def test_global_prefetch_is_shared_by_the_channel(
     assert len(inbox) == 4
 
 
+def test_basic_get_deliveries_do_not_count_against_the_global_prefetch(
+    connection: BlockingConnection, channel: BlockingChannel
+) -> None:
+    queue = new_queue(channel)
+    for i in range(3):
+        channel.basic_publish("", queue, b"%d" % i)
+    channel.basic_qos(prefetch_count=1, global_qos=True)
+    fetched = channel.basic_get(queue)[0]
+    assert fetched is not None  # unacked, but not a consumer delivery
+    inbox = Inbox()
+    channel.basic_consume(queue, inbox)
+    wait_until(connection, lambda: len(inbox) == 1)
+    settle(connection)
+    assert inbox.bodies == [b"1"]
+
+
 def test_global_and_per_consumer_prefetch_both_apply(
     connection: BlockingConnection, channel: BlockingChannel
 ) -> None:
