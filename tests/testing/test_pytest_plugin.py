@@ -7,10 +7,15 @@ environment (the package must be installed: ``pip install -e .``).
 
 from __future__ import annotations
 
+import base64
+import http.server
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
+import urllib.parse
 from pathlib import Path
 
 import pika
@@ -169,3 +174,91 @@ def test_unreachable_management_api_fails_with_its_url(tmp_path: Path, amqp_url:
     )
     assert result.returncode == 1
     assert "cannot use the management API at http://guest:***@127.0.0.1:1" in result.stdout
+
+
+class FakeManagementAPI:
+    """The four management API calls the plugin makes, served from the embedded broker."""
+
+    def __init__(self, broker: amqpbroker.Broker) -> None:
+        self.broker = broker
+        self.calls: list[tuple[str, str, object]] = []
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _reply(self, status: int, body: bytes = b"") -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                path = urllib.parse.unquote(self.path)
+                api.calls.append((self.command, path, body))
+                expected = "Basic " + base64.b64encode(b"guest:guest").decode()
+                if self.headers.get("Authorization") != expected:
+                    return self._reply(401, b'{"error":"not_authorised"}')
+                vhosts = api.broker.core.vhosts  # type: ignore[union-attr]
+                name = path.removeprefix("/api/vhosts/")
+                if self.command == "PUT" and path.startswith("/api/vhosts/"):
+                    api.broker.add_vhost(name)
+                elif self.command == "DELETE" and path.startswith("/api/vhosts/"):
+                    if name not in vhosts:
+                        return self._reply(404, b'{"error":"Object Not Found"}')
+                    api.broker.delete_vhost(name)
+                return self._reply(200 if self.command == "GET" else 204, b"{}")
+
+            do_GET = do_PUT = do_DELETE = _handle
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://guest:guest@127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_external_broker_with_management_gets_a_vhost_per_test(
+    tmp_path: Path, amqp_broker: amqpbroker.Broker
+) -> None:
+    api = FakeManagementAPI(amqp_broker)
+    try:
+        result = run_pytest(
+            tmp_path,
+            """
+            import pika
+
+            def test_one(amqp_vhost, amqp_url):
+                assert amqp_vhost.startswith("amqpbroker-test-") and "test_one" in amqp_vhost
+                with pika.BlockingConnection(pika.URLParameters(amqp_url)) as connection:
+                    connection.channel().queue_declare("shared-name", durable=True)
+
+            def test_two(amqp_vhost, amqp_url):
+                with pika.BlockingConnection(pika.URLParameters(amqp_url)) as connection:
+                    connection.channel().queue_declare("shared-name", durable=False)
+            """,
+            "--amqp-url",
+            amqp_broker.url,
+            "--amqp-management-url",
+            api.url,
+        )
+    finally:
+        api.close()
+    assert passed(result, 2), result.stdout + result.stderr
+    assert "a vhost per test via http://guest:***@127.0.0.1:" in result.stdout
+    created = [path for verb, path, _ in api.calls if verb == "PUT" and "/vhosts/" in path]
+    deleted = [path for verb, path, _ in api.calls if verb == "DELETE"]
+    assert len(created) == 2 and sorted(created) == sorted(deleted)
+    grants = [(path, body) for verb, path, body in api.calls if "/permissions/" in path]
+    assert len(grants) == 2
+    assert all(path.endswith("/guest") for path, _ in grants)
+    assert all(body == {"configure": ".*", "write": ".*", "read": ".*"} for _, body in grants)
+    leftovers = [v for v in amqp_broker.core.vhosts if v.startswith("amqpbroker-test-")]  # type: ignore[union-attr]
+    assert leftovers == []
