@@ -19,6 +19,7 @@ from pamqp import commands
 from .. import errors
 from ..protocol import frames
 from ..protocol import properties as props
+from .arguments import amqp_type
 from .channel import Channel
 from .consumer import Consumer
 from .exchanges.base import Exchange
@@ -228,11 +229,12 @@ def basic_qos(session: Session, channel: Channel, payload: bytes) -> None:
     _reply(session, channel, frames.make_method(commands.Basic.QosOk))
 
 
-def _consumer_priority(arguments: dict[str, Any]) -> int:
+def _consumer_priority(arguments: dict[str, Any], queue: Queue) -> int:
     value = arguments.get("x-priority", 0)
     if isinstance(value, bool) or not isinstance(value, int):
         raise errors.PreconditionFailed(
-            f"invalid arg 'x-priority' of type '{type(value).__name__}'"
+            f"invalid arg 'x-priority' for queue '{queue.name}' in vhost '{queue.vhost}': "
+            f'"expected integer, got {amqp_type(value)}"'
         )
     return value
 
@@ -241,12 +243,13 @@ def _consumer_priority(arguments: dict[str, Any]) -> int:
 def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
     m = frames.decode_method(payload)
     vhost = _vhost(session)
+    # RabbitMQ checks the tag before it looks the queue up.
+    if m.consumer_tag in channel.consumers:
+        raise errors.NotAllowed(f"attempt to reuse consumer tag '{m.consumer_tag}'")
     queue: Queue = vhost.get_queue(_queue_name(channel, m.queue), session)
     tag = m.consumer_tag or session.next_consumer_tag()
-    if tag in channel.consumers:
-        raise errors.NotAllowed(f"attempt to reuse consumer tag '{tag}'")
     arguments = m.arguments or {}
-    priority = _consumer_priority(arguments)
+    priority = _consumer_priority(arguments, queue)
     if queue.consumers and (m.exclusive or any(c.exclusive for c in queue.consumers)):
         raise errors.AccessRefused(f"queue '{queue.name}' in vhost '{vhost.name}' in exclusive use")
     consumer = Consumer(

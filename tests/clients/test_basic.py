@@ -6,7 +6,9 @@ Every expectation here was first checked against RabbitMQ 3.10.8 with the same c
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import amqp
@@ -226,6 +228,46 @@ def test_reusing_a_consumer_tag_on_a_channel_is_530(pyamqp: amqp.Connection) -> 
     assert info.value.reply_code == 530
     assert info.value.reply_text == "NOT_ALLOWED - attempt to reuse consumer tag 'x'"
     assert not pyamqp.connected
+
+
+def test_tag_reuse_is_checked_before_the_queue_lookup(pyamqp: amqp.Connection) -> None:
+    ch = pyamqp.channel()
+    queue = ch.queue_declare("", exclusive=True, auto_delete=False).queue
+    ch.basic_consume(queue, "x", callback=lambda m: None)
+    with pytest.raises(amqp.exceptions.NotAllowed) as info:
+        ch.basic_consume("no-such-queue", "x", callback=lambda m: None)
+    assert info.value.reply_text == "NOT_ALLOWED - attempt to reuse consumer tag 'x'"
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name"),
+    [
+        ("high", "longstr"),
+        (True, "bool"),
+        (1.5, "double"),  # py-amqp sends floats as doubles
+        (None, "void"),
+        ({"a": 1}, "table"),
+        ([1], "array"),
+        (Decimal("1.5"), "decimal"),
+        (datetime.datetime(2020, 1, 1), "timestamp"),
+    ],
+)
+def test_consumer_priority_must_be_an_integer(
+    pyamqp: amqp.Connection, vhost: str, value: Any, type_name: str
+) -> None:
+    ch = pyamqp.channel()
+    queue = ch.queue_declare("", exclusive=True, auto_delete=False).queue
+    with pytest.raises(amqp.exceptions.PreconditionFailed) as info:
+        ch.basic_consume(queue, callback=lambda m: None, arguments={"x-priority": value})
+    assert info.value.reply_code == 406
+    assert info.value.reply_text == (
+        f"PRECONDITION_FAILED - invalid arg 'x-priority' for queue '{queue}' in vhost "
+        f"'{vhost}': \"expected integer, got {type_name}\""
+    )
+    # Any integer width is fine, negative too.
+    ch = pyamqp.channel()
+    for priority in (-3, 2**40):
+        ch.basic_consume(queue, callback=lambda m: None, arguments={"x-priority": priority})
 
 
 def test_exclusive_consumer_conflicts_are_403(connection: BlockingConnection, vhost: str) -> None:
