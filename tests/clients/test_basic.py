@@ -691,3 +691,31 @@ def test_partially_acked_deliveries_requeue_in_order(
         (b"6", False),
         (b"7", False),
     ]
+
+
+def test_interleaved_requeues_restore_publish_order(
+    url: str, connection: BlockingConnection, channel: BlockingChannel
+) -> None:
+    # Two consumers take 1,3,5 and 2,4,6 round robin; closing one channel and then
+    # the other must weave the messages back into their original places.
+    queue = new_queue(channel)
+    other = connect(url)
+    try:
+        first, second = other.channel(), other.channel()
+        inboxes = Inbox(), Inbox()
+        for ch, inbox in zip((first, second), inboxes, strict=True):
+            ch.basic_qos(prefetch_count=3)
+            ch.basic_consume(queue, inbox)
+        for i in range(1, 11):
+            channel.basic_publish("", queue, b"%d" % i)
+        wait_until(other, lambda: len(inboxes[0]) == 3 and len(inboxes[1]) == 3)
+        assert inboxes[0].bodies == [b"1", b"3", b"5"]
+        assert inboxes[1].bodies == [b"2", b"4", b"6"]
+        first.close()
+        second.close()
+    finally:
+        other.close()
+    got = [channel.basic_get(queue, auto_ack=True) for _ in range(10)]
+    assert [(body, m.redelivered) for m, _p, body in got] == [
+        (b"%d" % i, i <= 6) for i in range(1, 11)
+    ]
