@@ -1,0 +1,5 @@
+"""Entry point: ``python -m benchmarks`` (see benchmarks/cli.py)."""
+
+from benchmarks.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,228 @@
+"""``python -m benchmarks``: every scenario against our broker and RabbitMQ, one table.
+
+Our broker is a fresh subprocess per measurement (``amqpbroker --port 0 --transient``, or a
+temporary ``--data-dir`` with ``--sync full`` for persistent scenarios). RabbitMQ is the one
+at ``--rabbitmq-url``, or on 127.0.0.1:5673 when it answers there. Repetitions alternate
+which broker goes first. Exit status: 0 when every measurement ran (targets missed or not),
+1 when one failed, 2 for bad arguments or an unreachable ``--rabbitmq-url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .amqpraw import BrokerAddress
+from .brokers import DEFAULT_RABBITMQ_URL, OurBroker, describe_server, probe
+from .profiling import PySpy, summarize
+from .report import cpu_table, errors, table, write_json, write_plot
+from .report import summarize as summarize_rows
+from .runner import OURS, RABBITMQ, Measurement, Target, measure
+from .scenarios import Scenario, select
+from .sysstat import CpuSnapshot, machine_facts
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_REPEAT = 3
+DEFAULT_TIME_LIMIT_S = 120.0
+# Before each measurement wait (up to --quiet-wait s) until the rest of the machine uses
+# less than this many cores: other processes on a 2-core machine move the numbers a lot.
+QUIET_CORES = 0.5
+QUIET_SAMPLE_S = 0.5
+DEFAULT_QUIET_WAIT_S = 60.0
+LOG_TAIL = 1500
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="amqpbroker and RabbitMQ side by side on this machine (loopback only).",
+    )
+    rabbit = parser.add_mutually_exclusive_group()
+    rabbit.add_argument(
+        "--rabbitmq-url",
+        help=f"RabbitMQ to compare with (default: {DEFAULT_RABBITMQ_URL} if it answers)",
+    )
+    rabbit.add_argument("--no-rabbitmq", action="store_true", help="measure our broker only")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the messages, 1 run")
+    parser.add_argument("--scenarios", help="comma-separated names (default: all)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
+    parser.add_argument("--messages", type=int, help="publishes per throughput measurement")
+    parser.add_argument("--latency-seconds", type=float, help="length of the paced run")
+    parser.add_argument("--repeat", type=int, help=f"runs per broker ({DEFAULT_REPEAT}; quick 1)")
+    parser.add_argument(
+        "--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S, help="seconds per measurement"
+    )
+    parser.add_argument("--sync", choices=("full", "normal", "off"), default="full")
+    parser.add_argument("--data-root", type=Path, help="where persistent runs keep their data")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        help=f"seconds to wait for an idle machine before each run ({DEFAULT_QUIET_WAIT_S:.0f};"
+        " quick 0)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="one extra run of our broker per scenario under py-spy (not in the table)",
+    )
+    parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        scenarios = [
+            s.sized(args.quick, args.messages, args.latency_seconds) for s in select(args.scenarios)
+        ]
+    except ValueError as exc:
+        parser.error(str(exc))
+    repeat = args.repeat or (1 if args.quick else DEFAULT_REPEAT)
+    quiet_wait = (
+        args.quiet_wait
+        if args.quiet_wait is not None
+        else (0.0 if args.quick else DEFAULT_QUIET_WAIT_S)
+    )
+    rabbit, rabbit_label = _find_rabbit(args)
+    if args.rabbitmq_url and rabbit is None:
+        print(f"benchmarks: {rabbit_label}", file=sys.stderr)
+        return 2
+    print(f"RabbitMQ: {rabbit_label}", file=sys.stderr)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    meta: dict[str, object] = {
+        "started_utc": stamp,
+        "command": " ".join(
+            ["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "machine": machine_facts(),
+        "rabbitmq": rabbit_label,
+        "repeat": repeat,
+        "quick": args.quick,
+        "sync": args.sync,
+    }
+    measurements: list[Measurement] = []
+    profiles: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="amqpbench-logs-") as logs:
+        for scenario in scenarios:
+            runs = 1 if scenario.rate else repeat
+            for rep in range(runs):
+                order = (OURS, RABBITMQ) if rep % 2 == 0 else (RABBITMQ, OURS)
+                for broker in order:
+                    if broker == RABBITMQ and rabbit is None:
+                        continue
+                    background = _wait_quiet(quiet_wait)
+                    if broker == OURS:
+                        result = _measure_ours(scenario, rep, args, Path(logs))
+                    else:
+                        assert rabbit is not None
+                        result = measure(scenario, rabbit, rep, args.time_limit)
+                    result.background_cores = background
+                    measurements.append(result)
+                    _progress(result, runs)
+            if args.profile:
+                raw = args.out / f"profile-{stamp}-{scenario.name}.raw"
+                result = _measure_ours(scenario, runs, args, Path(logs), profile_to=raw)
+                measurements.append(result)
+                _progress(result, runs)
+                if raw.exists():
+                    profiles[scenario.name] = summarize(raw).text()
+                    raw.with_suffix(".txt").write_text(profiles[scenario.name] + "\n")
+    rows = summarize_rows(scenarios, measurements, with_rabbit=rabbit is not None)
+    print()
+    print(table(rows))
+    print()
+    print("CPU use during the median run, in cores of", meta["machine"]["nproc"])  # type: ignore[index]
+    print(cpu_table(rows))
+    for name, text in profiles.items():
+        print(f"\nprofile of amqpbroker in {name}:\n{text}")
+    found = errors(rows)
+    if found:
+        print("\nerrors:\n" + "\n".join(f"- {line}" for line in found))
+    json_path = args.out / f"results-{stamp}.json"
+    write_json(json_path, meta, rows, measurements)
+    print(f"\nresults: {json_path}")
+    if not args.no_plot:
+        png_path = json_path.with_suffix(".png")
+        versus = f"amqpbroker vs {rabbit_label}" if rabbit else "amqpbroker (no RabbitMQ)"
+        why_not = write_plot(png_path, rows, f"{versus}, {stamp}")
+        print(f"plot: {png_path}" if why_not is None else f"plot: skipped, {why_not}")
+    return 1 if found else 0
+
+
+def _find_rabbit(args: argparse.Namespace) -> tuple[Target | None, str]:
+    if args.no_rabbitmq:
+        return None, "not measured (--no-rabbitmq)"
+    url = args.rabbitmq_url or DEFAULT_RABBITMQ_URL
+    try:
+        address = BrokerAddress.from_url(url)
+    except ValueError as exc:
+        return None, str(exc)
+    try:
+        properties = probe(address)
+    except (OSError, TimeoutError, RuntimeError) as exc:
+        return None, f"not reachable at {address.url} ({exc})"
+    label = describe_server(properties)
+    if "amqpbroker" in label:
+        return None, f"{address.url} is amqpbroker, not RabbitMQ: {label}"
+    return Target(RABBITMQ, address), f"{label} at {address.url}"
+
+
+def _measure_ours(
+    scenario: Scenario,
+    rep: int,
+    args: argparse.Namespace,
+    logs: Path,
+    profile_to: Path | None = None,
+) -> Measurement:
+    log_path = logs / f"{scenario.name}-{rep}{'-profile' if profile_to else ''}.log"
+    try:
+        with OurBroker(log_path, scenario.persistent, args.sync, args.data_root) as broker:
+            assert broker.address is not None
+            target = Target(OURS, broker.address, broker.pid)
+            if profile_to is None:
+                result = measure(scenario, target, rep, args.time_limit)
+            else:
+                with PySpy(broker.pid, profile_to):
+                    result = measure(scenario, target, rep, args.time_limit, profiled=True)
+    except Exception as exc:
+        result = Measurement(OURS, scenario.name, rep, scenario.messages)
+        result.error = f"{type(exc).__name__}: {exc}"
+    if result.error and log_path.exists():
+        tail = log_path.read_text(errors="replace")[-LOG_TAIL:].strip()
+        if tail:
+            result.error += f" [broker log: {tail}]"
+    return result
+
+
+def _wait_quiet(limit_s: float) -> float:
+    """Wait (bounded) until the machine is nearly idle; return the busy cores last seen."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        before = CpuSnapshot.take()
+        time.sleep(QUIET_SAMPLE_S)
+        after = CpuSnapshot.take()
+        busy = (after.machine_busy_s - before.machine_busy_s) / QUIET_SAMPLE_S
+        if busy < QUIET_CORES or time.monotonic() >= deadline:
+            return busy
+        time.sleep(QUIET_SAMPLE_S)
+
+
+def _progress(result: Measurement, runs: int) -> None:
+    what = f"{result.scenario:<10} {result.broker:<10} run {result.rep + 1}/{runs}"
+    if result.profiled:
+        what += " (py-spy)"
+    if result.error:
+        print(f"{what}: ERROR {result.error[:300]}", file=sys.stderr)
+        return
+    p99 = result.latency_ms["p99"] if result.latency_ms else float("nan")
+    print(
+        f"{what}: {result.msgs_per_s:>10,.0f} msg/s in {result.seconds:.2f} s, p99 {p99:,.2f} ms,"
+        f" background {result.background_cores:.2f} cores",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -1,0 +1,134 @@
+"""py-spy on our broker during one measurement, and a text summary of where the time went.
+
+py-spy samples the broker process from outside (``--nonblocking``: it does not pause the
+broker) and writes collapsed stacks (``--format raw``: one ``frame;frame;... count`` line per
+distinct stack), which speedscope or flamegraph.pl can also read. Idle time (the event loop
+waiting in epoll) is not sampled, so shares are shares of the broker's busy time.
+
+Resource handling: ``PySpy`` is a context manager; leaving it sends SIGINT (py-spy then
+writes its file) and kills it if it has not exited in time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+SAMPLE_RATE = 250  # samples per second: enough resolution for runs of a few seconds
+ATTACH_S = 0.5  # py-spy needs a moment to attach before the load starts
+STOP_TIMEOUT_S = 20.0
+TOP = 20
+
+
+def py_spy_path() -> str | None:
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+class PySpy:
+    def __init__(self, pid: int, raw_path: Path) -> None:
+        self.pid = pid
+        self.raw_path = raw_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PySpy:
+        exe = py_spy_path()
+        if exe is None:
+            raise RuntimeError("py-spy is not installed (pip install py-spy)")
+        self.raw_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                exe, "record", "--pid", str(self.pid), "--format", "raw", "--nolineno",
+                "--nonblocking", "--rate", str(SAMPLE_RATE), "-o", str(self.raw_path),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        time.sleep(ATTACH_S)
+        if self.process.poll() is not None:
+            error = (
+                self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+            )
+            raise RuntimeError(f"py-spy exited at once: {error.strip()[:500]}")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_S)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@dataclass(frozen=True)
+class ProfileSummary:
+    samples: int
+    self_share: list[tuple[str, float]]  # where the CPU is when sampled (leaf frame)
+    total_share: list[tuple[str, float]]  # share of samples with the function on the stack
+
+    def text(self, top: int = TOP) -> str:
+        lines = [f"{self.samples} samples of the broker's busy time"]
+        lines.append("  self (leaf function):")
+        lines += [f"    {share * 100:5.1f}%  {name}" for name, share in self.self_share[:top]]
+        lines.append("  total (function on the stack):")
+        lines += [f"    {share * 100:5.1f}%  {name}" for name, share in self.total_share[:top]]
+        return "\n".join(lines)
+
+
+def summarize(raw_path: Path) -> ProfileSummary:
+    """Self and inclusive shares by function from py-spy's collapsed stacks."""
+    self_counts: Counter[str] = Counter()
+    total_counts: Counter[str] = Counter()
+    samples = 0
+    for line in raw_path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_short(frame) for frame in stack.split(";") if frame.strip()]
+        if not frames:
+            continue
+        samples += count
+        self_counts[frames[-1]] += count
+        for name in set(frames):
+            total_counts[name] += count
+    if not samples:
+        return ProfileSummary(0, [], [])
+    return ProfileSummary(
+        samples=samples,
+        self_share=[(name, n / samples) for name, n in self_counts.most_common()],
+        total_share=[(name, n / samples) for name, n in total_counts.most_common()],
+    )
+
+
+def _short(frame: str) -> str:
+    """``func (/long/path/site-packages/trio/_core/_run.py)`` -> ``func (trio/_core/_run.py)``."""
+    name, _, where = frame.strip().partition(" (")
+    where = where.rstrip(")")
+    for marker in ("site-packages/", "/lib/python3", "/work/main/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+            break
+    if where.startswith(".") and "/" in where:  # "/lib/python3" + ".11/foo.py"
+        where = "stdlib/" + where.split("/", 1)[1]
+    return f"{name} ({where})" if where else name
