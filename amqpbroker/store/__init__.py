@@ -7,6 +7,8 @@ per-user default directory.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from amqpbroker.store.base import (
     BindingRecord,
     Definitions,
@@ -18,7 +20,9 @@ from amqpbroker.store.base import (
 )
 from amqpbroker.store.datadir import default_data_dir
 from amqpbroker.store.memory import MemoryImage, MemoryStore
-from amqpbroker.store.sqlite import SYNC_MODES, SQLiteStore
+
+if TYPE_CHECKING:
+    from amqpbroker.store.sqlite import SYNC_MODES, SQLiteStore
 
 MEMORY: str = ":memory:"
 
@@ -40,9 +44,21 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    # The SQLite store (and sqlite-utils, ~60 ms to import) loads only when a broker
+    # has a data dir: in-memory brokers for test suites start without it.
+    if name in ("SQLiteStore", "SYNC_MODES"):
+        from amqpbroker.store import sqlite
+
+        return getattr(sqlite, name)
+    raise AttributeError(name)
+
+
 def open_store(data_dir: str | None, sync: str = "full") -> Store:
     """Build the store for ``data_dir`` (not opened yet: call ``.open()`` for the recovered
     Definitions). ``sync`` applies to the SQLite store; an invalid one raises StoreError."""
     if data_dir == MEMORY:
         return MemoryStore()
+    from amqpbroker.store.sqlite import SQLiteStore
+
     return SQLiteStore(default_data_dir() if data_dir is None else data_dir, sync)
