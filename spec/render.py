@@ -38,7 +38,9 @@ def render(rows: list[dict[str, object]]) -> str:
         counts[str(row["status"])] = counts.get(str(row["status"]), 0) + 1
     total = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     lines.append("")
-    lines.append(f"{len(rows)} behaviours: {total}. Each supported row names the tests that prove it.")
+    lines.append(
+        f"{len(rows)} behaviours: {total}. Each supported row names the tests that prove it."
+    )
     return "\n".join(lines)
 
 
