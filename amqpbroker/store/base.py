@@ -106,7 +106,8 @@ class Store(abc.ABC):
     storage (entity operations, ``commit``, reads) are serialised, so one of them may wait for
     an in-flight commit. Argument tables (``arguments``) may hold str, int, float, bool, None,
     bytes, Decimal, datetime, lists and nested tables; they come back equal, with tuples as
-    lists and table keys sorted.
+    lists and table keys sorted, and values read off the wire keep their wire type
+    (``protocol.properties.SignedInt`` and kin: part of a binding's identity).
     """
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import pytest
 
+from amqpbroker.protocol import properties
 from amqpbroker.store import (
     BindingRecord,
     Definitions,
@@ -166,6 +167,32 @@ def test_exchange_round_trip_with_nested_arguments(backend: Backend, store: Stor
     assert type(got["raw"]) is bytes
     assert got["tagged"] == {"$bytes": "not base64"}
     assert [e.name for e in defs.exchanges] == ["logs", "plain"]
+
+
+def test_wire_typed_argument_values_keep_their_type(backend: Backend, store: Store) -> None:
+    # What the codec reads off the wire: ints and floats that remember their field type,
+    # which is part of a binding's identity (an unbind after a restart must match).
+    wire = properties.decode_table(
+        properties.encode_table(
+            {
+                "int": properties.SignedInt(1),
+                "short": properties.Short(-2),
+                "float": properties.Float(1.5),
+                "when": datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC),
+                "list": [properties.Long(3), {"deep": properties.UnsignedByte(4)}],
+            }
+        )[4:]
+    )
+    rec = BindingRecord("/", "hx", "queue", "q", "", wire)
+    store.put_binding(rec)
+    _, defs = reopen(backend, store)
+    [got] = defs.bindings
+    assert got == rec
+    for key in ("int", "short", "float", "when"):
+        assert type(got.arguments[key]) is type(wire[key]), key
+    assert type(got.arguments["list"][0]) is properties.Long
+    assert type(got.arguments["list"][1]["deep"]) is properties.UnsignedByte
+    assert got.arguments["when"].raw == wire["when"].raw
 
 
 def test_put_exchange_replaces_attributes(backend: Backend, store: Store) -> None:
