@@ -13,7 +13,11 @@ from typing import Any
 
 from .. import errors
 from ..store.base import BindingRecord, ExchangeRecord, Store
-from .arguments import assert_args_equivalent, assert_flag_equivalent
+from .arguments import (
+    assert_args_equivalent,
+    assert_flag_equivalent,
+    validate_queue_arguments,
+)
 from .exchanges import EXCHANGE_TYPES, make_exchange
 from .exchanges.base import Exchange, freeze
 from .exchanges.default import DefaultExchange
@@ -234,6 +238,8 @@ class VirtualHost:
                 name = server_generated_name()
             elif name.startswith("amq."):
                 raise errors.AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+            # Only a new queue's arguments are validated; a redeclare compares them.
+            validate_queue_arguments(name, self.name, arguments)
             queue = Queue(
                 self.name,
                 name,
