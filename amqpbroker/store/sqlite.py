@@ -166,8 +166,13 @@ class SQLiteStore(Store):
 
     def _check_existing_db(self) -> None:
         """Integrity and version checks, on a read-only connection: closing a read-write
-        one could checkpoint a leftover WAL into a file we are about to refuse."""
-        uri = f"file:{urllib.parse.quote(str(self.db_path))}?mode=ro"
+        one could checkpoint a leftover WAL into a file we are about to refuse. Without a
+        WAL file the database file is the whole database, so it is opened immutable: a
+        read-only WAL-mode connection would otherwise create -wal and -shm files beside a
+        file we may be about to refuse and leave as it is."""
+        wal = self.db_path.with_name(self.db_path.name + "-wal")
+        mode = "ro" if wal.exists() else "ro&immutable=1"
+        uri = f"file:{urllib.parse.quote(str(self.db_path))}?mode={mode}"
         try:
             conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         except sqlite3.Error as exc:
