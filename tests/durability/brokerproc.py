@@ -45,7 +45,7 @@ class BrokerProcess:
 
     def __init__(
         self,
-        data_dir: str | Path,
+        data_dir: str | Path | None,
         *,
         sync: str | None = None,
         args: tuple[str, ...] = (),
@@ -53,7 +53,7 @@ class BrokerProcess:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
     ) -> None:
-        self.data_dir = str(data_dir)
+        self.data_dir = None if data_dir is None else str(data_dir)
         self.sync = sync
         self.args = args
         self.log_path = log_path
@@ -77,7 +77,9 @@ class BrokerProcess:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(vhost, safe='')}"
 
     def command(self) -> list[str]:
-        cmd = [*amqpbroker_command(), "--port", "0", "--data-dir", self.data_dir]
+        cmd = [*amqpbroker_command(), "--port", "0"]
+        if self.data_dir is not None:
+            cmd += ["--data-dir", self.data_dir]
         if self.sync is not None:
             cmd += ["--sync", self.sync]
         return [*cmd, "--log-level", "warning", *self.args]
@@ -175,7 +177,7 @@ class BrokerProcesses:
 
     def start(
         self,
-        data_dir: str | Path,
+        data_dir: str | Path | None,
         sync: str | None = None,
         *args: str,
         env: dict[str, str] | None = None,
