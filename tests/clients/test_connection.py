@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import pika
 import pytest
@@ -414,3 +415,50 @@ def test_half_open_socket_does_not_disturb_others(url: str) -> None:
         _works(url)
     finally:
         sock.close()
+
+
+def _run_select_until_closed(url: str, on_open: Any) -> dict[str, Any]:
+    """Drive a SelectConnection until the connection fails or closes (bounded)."""
+    seen: dict[str, Any] = {}
+
+    def stop(key: str) -> Any:
+        def record(_conn: Any, reason: Any) -> None:
+            seen[key] = reason
+            conn.ioloop.stop()
+
+        return record
+
+    conn = pika.SelectConnection(
+        pika.URLParameters(url + "?heartbeat=0&connection_attempts=1"),
+        on_open_callback=on_open,
+        on_open_error_callback=stop("open_error"),
+        on_close_callback=stop("closed"),
+    )
+    conn.ioloop.call_later(5, conn.ioloop.stop)
+    conn.ioloop.start()
+    if conn.is_open:
+        conn.close()
+        conn.ioloop.start()
+    return seen
+
+
+def test_select_connection_to_unknown_vhost_reports_open_error(url: str) -> None:
+    host, port, _ = parse_url(url)
+    seen = _run_select_until_closed(
+        f"amqp://guest:guest@{host}:{port}/no-such-vhost", on_open=lambda _c: None
+    )
+    assert isinstance(seen["open_error"], ProbableAccessDeniedError)
+    assert "NOT_ALLOWED - vhost no-such-vhost not found" in str(seen["open_error"])
+
+
+def test_select_connection_sees_the_connection_error(url: str) -> None:
+    def on_open(conn: Any) -> None:
+        conn.channel(on_open_callback=lambda ch: ch.exchange_declare("x", "topik"))
+
+    seen = _run_select_until_closed(url, on_open)
+    reason = seen["closed"]
+    assert isinstance(reason, ConnectionClosedByBroker)
+    assert (reason.reply_code, reason.reply_text) == (
+        503,
+        "COMMAND_INVALID - unknown exchange type 'topik'",
+    )
