@@ -92,7 +92,7 @@ def test_example_project_passes_on_rabbitmq_with_a_vhost_per_test() -> None:
     assert "a vhost per test" in result.stdout
 
 
-DOCS = Path(__file__).parent.parent / "docs" / "testing.md"
+DOCS = Path(__file__).parent.parent / "README.md"
 
 
 def _without_docstring(source: str) -> str:
