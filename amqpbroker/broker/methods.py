@@ -12,9 +12,9 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from pamqp import commands
+from pamqp import base, commands
 
 from .. import errors
 from ..protocol import frames
@@ -30,6 +30,7 @@ from .queue import Queue
 if TYPE_CHECKING:
     from .session import Session
 
+M = TypeVar("M", bound=base.Frame)
 Handler = Callable[["Session", Channel, bytes], None]
 HANDLERS: dict[int, Handler] = {}
 # Called as observe(vhost, message, queues) after each publish is routed: the
@@ -44,6 +45,11 @@ def handles(class_id: int, method_id: int) -> Callable[[Handler], Handler]:
         return func
 
     return register
+
+
+def _decode(payload: bytes, cls: type[M]) -> M:
+    """Decode a method the dispatch table already identified as ``cls``."""
+    return cast(M, frames.decode_method(payload))
 
 
 def generated_tag(prefix: str) -> str:
@@ -77,7 +83,7 @@ def _reply(session: Session, channel: Channel, method: Any) -> None:
 
 @handles(20, 20)
 def channel_flow(session: Session, channel: Channel, payload: bytes) -> None:
-    method = frames.decode_method(payload)
+    method = _decode(payload, commands.Channel.Flow)
     if not method.active:
         # RabbitMQ 3.x does not implement client-initiated flow control.
         raise errors.NotImplemented_("active=false")
@@ -89,7 +95,7 @@ def channel_flow(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(40, 10)
 def exchange_declare(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Exchange.Declare)
     _vhost(session).declare_exchange(
         m.exchange,
         m.exchange_type,
@@ -105,7 +111,7 @@ def exchange_declare(session: Session, channel: Channel, payload: bytes) -> None
 
 @handles(40, 20)
 def exchange_delete(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Exchange.Delete)
     _vhost(session).delete_exchange(m.exchange, if_unused=m.if_unused)
     if not m.nowait:
         _reply(session, channel, frames.make_method(commands.Exchange.DeleteOk))
@@ -113,7 +119,7 @@ def exchange_delete(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(40, 30)
 def exchange_bind(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Exchange.Bind)
     _vhost(session).bind_exchange(m.destination, m.source, m.routing_key, m.arguments or {})
     if not m.nowait:
         _reply(session, channel, frames.make_method(commands.Exchange.BindOk))
@@ -121,7 +127,7 @@ def exchange_bind(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(40, 40)
 def exchange_unbind(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Exchange.Unbind)
     _vhost(session).unbind_exchange(m.destination, m.source, m.routing_key, m.arguments or {})
     if not m.nowait:
         _reply(session, channel, frames.make_method(commands.Exchange.UnbindOk))
@@ -132,7 +138,7 @@ def exchange_unbind(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(50, 10)
 def queue_declare(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Queue.Declare)
     # A passive declare of "" looks for a queue named "" (RabbitMQ 3.10: 404 "no
     # queue ''"), not for the channel's last queue.
     queue, created = _vhost(session).declare_queue(
@@ -162,7 +168,7 @@ def queue_declare(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(50, 20)
 def queue_bind(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Queue.Bind)
     routing_key = m.routing_key
     if not m.queue and not routing_key:
         routing_key = _queue_name(channel, "")  # RabbitMQ's routing-key shortcut
@@ -175,7 +181,7 @@ def queue_bind(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(50, 50)
 def queue_unbind(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Queue.Unbind)
     routing_key = m.routing_key
     if not m.queue and not routing_key:
         routing_key = _queue_name(channel, "")
@@ -188,7 +194,7 @@ def queue_unbind(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(50, 30)
 def queue_purge(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Queue.Purge)
     queue = _vhost(session).get_queue(_queue_name(channel, m.queue), session)
     count = queue.purge()
     if not m.nowait:
@@ -197,7 +203,7 @@ def queue_purge(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(50, 40)
 def queue_delete(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Queue.Delete)
     vhost = _vhost(session)
     name = _queue_name(channel, m.queue)
     queue = vhost.queues.get(name)
@@ -215,7 +221,7 @@ def queue_delete(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(60, 10)
 def basic_qos(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Basic.Qos)
     if m.prefetch_size:
         raise errors.NotImplemented_(f"prefetch_size!=0 ({m.prefetch_size})")
     if m.global_:
@@ -241,7 +247,7 @@ def _consumer_priority(arguments: dict[str, Any], queue: Queue) -> int:
 
 @handles(60, 20)
 def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Basic.Consume)
     vhost = _vhost(session)
     # RabbitMQ checks the tag before it looks the queue up.
     if m.consumer_tag in channel.consumers:
@@ -270,8 +276,8 @@ def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(60, 30)
 def basic_cancel(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
-    channel.cancel(m.consumer_tag)
+    m = _decode(payload, commands.Basic.Cancel)
+    channel.cancel(m.consumer_tag or "")
     # An unknown tag is not an error: RabbitMQ answers cancel-ok all the same.
     if not m.nowait:
         _reply(
@@ -289,7 +295,7 @@ def send_cancel(session: Session, channel: int, tag: str) -> None:
 
 @handles(60, 70)
 def basic_get(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Basic.Get)
     queue = _vhost(session).get_queue(_queue_name(channel, m.queue), session)
     qm = queue.get()
     if qm is None:
@@ -335,7 +341,7 @@ def _check_tag(channel: Channel, tag: int, multiple: bool) -> None:
 
 @handles(60, 100)
 def basic_recover_async(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Basic.RecoverAsync)
     if not m.requeue:
         raise errors.NotImplemented_("requeue=false")
     channel.recover()
@@ -343,7 +349,7 @@ def basic_recover_async(session: Session, channel: Channel, payload: bytes) -> N
 
 @handles(60, 110)
 def basic_recover(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Basic.Recover)
     if not m.requeue:
         raise errors.NotImplemented_("requeue=false")
     # recover-ok goes out before the redeliveries, as in RabbitMQ.
@@ -442,7 +448,7 @@ _EXPIRATION_FLAG = 0x01  # in the flags' high byte
 
 @handles(85, 10)
 def confirm_select(session: Session, channel: Channel, payload: bytes) -> None:
-    m = frames.decode_method(payload)
+    m = _decode(payload, commands.Confirm.Select)
     if channel.tx is not None:
         raise errors.PreconditionFailed("cannot switch from tx to confirm mode")
     channel.confirm = True

@@ -82,11 +82,11 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
         if source is None:
             continue
         if b.destination_kind == "queue":
-            queue = vhost.queues.get(b.destination)
-            if queue is None:
+            bound = vhost.queues.get(b.destination)
+            if bound is None:
                 continue
-            source.bind(queue, b.routing_key, b.arguments)
-            queue.bound_from.add(source)
+            source.bind(bound, b.routing_key, b.arguments)
+            bound.bound_from.add(source)
         else:
             dest = vhost.exchanges.get(b.destination)
             if dest is None:

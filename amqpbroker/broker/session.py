@@ -66,7 +66,7 @@ class Session:
 
     # ------------------------------------------------------------- I/O facing
 
-    def receive_data(self, data: bytes, now: float = 0.0) -> None:
+    def receive_data(self, data: bytes | bytearray, now: float = 0.0) -> None:
         self.proto.receive_data(data, now)
         if self.dirty:
             # One multiple-ack per channel per batch of input, not one per publish.

@@ -191,7 +191,7 @@ class VirtualHost:
         for destination, _key, _args in list(exchange.bindings()):
             if isinstance(destination, Queue):
                 destination.bound_from.discard(exchange)
-            else:
+            elif isinstance(destination, Exchange):
                 self._forget_e2e(exchange, destination)
         for source in self.e2e_sources.pop(exchange, set()):
             self.e2e_count -= source.unbind_destination(exchange)
@@ -429,7 +429,7 @@ class VirtualHost:
                 found = True
                 if isinstance(dest, Queue):
                     queues.add(dest)
-                elif dest not in seen:
+                elif isinstance(dest, Exchange) and dest not in seen:
                     seen.add(dest)
                     pending.append(dest)
             if not found:

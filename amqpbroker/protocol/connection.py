@@ -225,7 +225,7 @@ class AMQPConnection:
 
     # ------------------------------------------------------------------- input
 
-    def receive_data(self, data: bytes, now: float = 0.0) -> None:
+    def receive_data(self, data: bytes | bytearray, now: float = 0.0) -> None:
         """Feed bytes from the peer; frames are handled as soon as complete."""
         self.last_received = now
         if self.phase is Phase.CLOSED:
@@ -251,7 +251,7 @@ class AMQPConnection:
             log.exception("internal error on a connection")
             self.close_connection(errors.InternalError(f"{type(exc).__name__}: {exc}"))
 
-    def _receive_header(self, data: bytes) -> bytes:
+    def _receive_header(self, data: bytes | bytearray) -> bytes:
         buf = self._header_buf + data
         if len(buf) < 8:
             self._header_buf = buf

@@ -194,13 +194,16 @@ class Server:
                     self._accepting = accepting
                     task_status.started(self)
                     await trio.serve_listeners(
-                        lambda stream: handle_connection(self.broker, stream),
+                        self._handle,
                         self.listeners,
                         handler_nursery=connections,
                     )
                 for listener in self.listeners:
                     await listener.aclose()
             background.cancel_scope.cancel()
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        await handle_connection(self.broker, stream)
 
     async def shutdown(self, grace: float = 2.0) -> None:
         """Stop accepting, close every connection with 320 CONNECTION_FORCED."""
