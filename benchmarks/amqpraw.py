@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from pamqp import body, commands, frame, header, heartbeat
 from pamqp.base import Frame
+from pamqp.common import FieldTable
 
 FRAME_METHOD = 1
 FRAME_HEADER = 2
@@ -131,7 +132,7 @@ class RawConnection:
         self.sock.sendall(PROTOCOL_HEADER)
         start = self.expect(0, commands.Connection.Start)
         self.server_properties = dict(start.server_properties or {})
-        capabilities = {"publisher_confirms": True, "basic.nack": True}
+        capabilities: FieldTable = {"publisher_confirms": True, "basic.nack": True}
         self.send_method(
             0,
             commands.Connection.StartOk(
@@ -180,7 +181,7 @@ class RawConnection:
             raise ConnectionError("the broker closed the connection")
         self.buf += data
 
-    def read_frame(self) -> tuple[int, Frame]:
+    def read_frame(self) -> tuple[int, frame.FrameTypes]:
         """The next whole frame, decoded by pamqp (slow path only)."""
         deadline = time.monotonic() + (self.sock.gettimeout() or DEFAULT_TIMEOUT_S)
         while True:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import re
 import shutil
 import signal
@@ -149,13 +148,3 @@ def describe_server(properties: dict[str, object]) -> str:
     if information.startswith("amqpbroker"):
         label += f" ({information})"
     return label or "unknown"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

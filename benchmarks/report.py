@@ -136,8 +136,8 @@ def table(rows: Sequence[Row]) -> str:
 def cpu_table(rows: Sequence[Row]) -> str:
     """CPU use during the median repetition, in cores (the machine's total is the limit)."""
     lines = [
-        "| scenario | amqpbroker: broker / publisher / consumer / machine | "
-        "RabbitMQ: broker* / publisher / consumer / machine |",
+        "| scenario | amqpbroker: broker / publisher / consumer / other / machine | "
+        "RabbitMQ: broker / publisher / consumer / other / machine |",
         "|---|---|---|",
     ]
     for row in rows:
@@ -149,7 +149,7 @@ def _cpu_cell(side: Side | None) -> str:
     if side is None or not side.ok or not side.typical.cpu_cores:
         return "-"
     cpu = side.typical.cpu_cores
-    parts = [cpu.get(key) for key in ("broker", "publisher", "consumer", "machine")]
+    parts = [cpu.get(key) for key in ("broker", "publisher", "consumer", "other", "machine")]
     return " / ".join(f"{value:.2f}" if value is not None else "-" for value in parts)
 
 

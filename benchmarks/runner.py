@@ -55,7 +55,14 @@ class Measurement:
     cpu_cores: dict[str, float | None] = field(default_factory=dict)
     profiled: bool = False
     background_cores: float = 0.0  # machine busy just before the run (other processes)
+    attempts: int = 1  # > 1: earlier attempts were discarded as disturbed (see ``discarded``)
+    discarded: list[dict[str, float]] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def other_cores(self) -> float | None:
+        """CPU used during the run by processes other than broker and clients, if known."""
+        return self.cpu_cores.get("other")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -248,19 +255,19 @@ def _fill(
         return
     clients = num(pub, "cpu_s") + num(cons, "cpu_s")
     busy = end.machine_busy_s - start.machine_busy_s
-    broker = (
-        end.broker_s - start.broker_s
-        if end.broker_s is not None and start.broker_s is not None
-        else None
-    )
-    result.cpu_cores = {
+    cores: dict[str, float | None] = {
         "machine": busy / window,
         "publisher": num(pub, "cpu_s") / window,
         "consumer": num(cons, "cpu_s") / window,
-        # Ours: read from /proc/PID/stat. RabbitMQ: machine minus clients (an estimate).
-        "broker": (broker if broker is not None else busy - clients) / window,
-        "broker_measured": 1.0 if broker is not None else 0.0,
     }
+    if end.broker_s is not None and start.broker_s is not None:
+        broker = end.broker_s - start.broker_s  # from /proc/PID/stat
+        cores["broker"] = broker / window
+        cores["other"] = max(0.0, busy - broker - clients) / window
+    else:  # broker process not visible: machine minus clients, an upper bound
+        cores["broker"] = (busy - clients) / window
+        cores["other"] = None
+    result.cpu_cores = cores
 
 
 def _stop(process: BaseProcess) -> None:
