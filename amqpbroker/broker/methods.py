@@ -474,8 +474,10 @@ def tx_commit(session: Session, channel: Channel, payload: bytes) -> None:
         operation()
     commit_ok = frames.make_method(commands.Tx.CommitOk)
     broker = session.broker
-    if broker.store is not None and broker.store.has_pending():
-        # commit-ok promises durability: send it after the group commit.
+    if broker.store is not None and pending:
+        # commit-ok promises durability: send it after the group commit. Not only when
+        # has_pending(): a commit already running in the worker thread may have taken
+        # this transaction's operations, and the next commit ends after that one.
         def reply() -> None:
             if session.channels.get(channel.number) is channel:
                 _reply(session, channel, commit_ok)
