@@ -46,7 +46,11 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 class OurBroker:
-    """``amqpbroker --port 0`` on loopback: ``--transient``, or a fresh data dir + ``--sync``."""
+    """``amqpbroker --port 0`` on loopback: ``--transient``, or a fresh data dir + ``--sync``.
+
+    ``data_dir``: use this data dir instead of a fresh one, and leave it in place on stop
+    (to start another broker on the same data).
+    """
 
     def __init__(
         self,
@@ -54,12 +58,14 @@ class OurBroker:
         persistent: bool,
         sync: str = "full",
         data_root: Path | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.log_path = log_path
         self.persistent = persistent
         self.sync = sync
         self.data_root = data_root
-        self.data_dir: Path | None = None
+        self.data_dir: Path | None = data_dir
+        self.keep_data = data_dir is not None
         self.process: subprocess.Popen[bytes] | None = None
         self.address: BrokerAddress | None = None
 
@@ -87,7 +93,8 @@ class OurBroker:
     def start(self) -> BrokerAddress:
         cmd = [*broker_command(), "--host", "127.0.0.1", "--port", "0", "--log-level", "warning"]
         if self.persistent:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="amqpbench-", dir=self.data_root))
+            if self.data_dir is None:
+                self.data_dir = Path(tempfile.mkdtemp(prefix="amqpbench-", dir=self.data_root))
             cmd += ["--data-dir", str(self.data_dir), "--sync", self.sync]
         else:
             cmd += ["--transient"]
@@ -127,7 +134,7 @@ class OurBroker:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=STOP_TIMEOUT_S)
-        if self.data_dir is not None:
+        if self.data_dir is not None and not self.keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
 
