@@ -18,7 +18,7 @@ import trio
 
 from . import __version__
 from .broker.broker import Broker
-from .config import DEFAULT_PORT, Settings
+from .config import DEFAULT_CONSUMER_TIMEOUT, DEFAULT_PORT, Settings
 from .server.server import Server
 from .store import StoreError
 
@@ -42,6 +42,16 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
     return port
+
+
+def _milliseconds(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid milliseconds {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} ms is negative")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +87,58 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         help="heartbeat interval offered to clients, seconds (60)",
     )
+    parser.add_argument(
+        "--consumer-timeout",
+        type=_milliseconds,
+        default=DEFAULT_CONSUMER_TIMEOUT,
+        metavar="MS",
+        help="close a channel that leaves a delivery unacknowledged this long, in ms "
+        f"({DEFAULT_CONSUMER_TIMEOUT}, 30 minutes); 0 turns the timeout off",
+    )
+    parser.add_argument(
+        "--memory-high-watermark",
+        type=_fraction,
+        default=0.4,
+        help="block publishers above this fraction of RAM (0.4)",
+    )
+    parser.add_argument(
+        "--disk-free-limit",
+        type=_size,
+        default=50_000_000,
+        help="block publishers below this many free bytes on the data "
+        "partition; suffixes kB MB GB (50MB)",
+    )
     return parser
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
+
+
+def _size(value: str) -> int:
+    text = value.strip().lower()
+    digits = text.rstrip("kmgib")
+    unit = text[len(digits) :]
+    if not digits.isdigit() or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"invalid size {value!r} (e.g. 50MB, 1GiB, 1000000)")
+    return int(digits) * _SIZE_UNITS[unit]
+
+
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid fraction {value!r}") from None
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"fraction {value} is not in (0, 1]")
+    return number
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -89,6 +150,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         sync=args.sync,
         log_level=args.log_level,
         heartbeat=args.heartbeat,
+        consumer_timeout=args.consumer_timeout,
+        memory_high_watermark=args.memory_high_watermark,
+        disk_free_limit=args.disk_free_limit,
     )
 
 
@@ -100,13 +164,15 @@ async def run(broker: Broker) -> None:
         await nursery.start(server.serve)
         host = settings.host if ":" not in settings.host else f"[{settings.host}]"
         print(f"amqpbroker: listening on amqp://{host}:{server.port}", flush=True)
+        # The receiver stays open through the shutdown, so a second signal does not
+        # kill the process half-way through closing connections and the store.
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 logging.getLogger("amqpbroker").info(
                     "received %s, shutting down", signal.Signals(signum).name
                 )
                 break
-        await server.shutdown()
+            await server.shutdown()
         nursery.cancel_scope.cancel()
 
 

@@ -13,6 +13,8 @@ DEFAULT_HEARTBEAT = 60
 DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 # AMQP handshake must complete within this many seconds (RabbitMQ: 10 s).
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+# Delivery acknowledgement timeout, ms (RabbitMQ 3.10's consumer_timeout: 30 min).
+DEFAULT_CONSUMER_TIMEOUT = 1_800_000
 
 
 @attrs.frozen
@@ -27,7 +29,13 @@ class Settings:
     heartbeat: int = DEFAULT_HEARTBEAT
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    # A channel holding a delivery unacked this long (ms) is closed; 0 disables it.
+    consumer_timeout: int = DEFAULT_CONSUMER_TIMEOUT
     default_user: str = "guest"
     default_pass: str = "guest"
+    # Resource alarms (RabbitMQ's defaults): block publishers when this process uses
+    # more than this fraction of RAM, or the data partition has less free space.
+    memory_high_watermark: float = 0.4
+    disk_free_limit: int = 50_000_000
     # RabbitMQ lets guest log in only from loopback; tests on 127.0.0.1 pass that.
     loopback_users: tuple[str, ...] = ("guest",)

@@ -63,6 +63,10 @@ class Session:
         # Channels with confirms to flush once the current batch of input is done.
         self.dirty: set[Channel] = set()
         self._consumer_seq = 0
+        # Resource alarms: this connection has published (so it is blocked while an
+        # alarm is raised), and it has been sent connection.blocked.
+        self.published = False
+        self.told_blocked = False
 
     # ------------------------------------------------------------- I/O facing
 
@@ -141,7 +145,16 @@ class Session:
         handler(self, self.channels[channel], payload)
 
     def on_publish(self, channel: int, method_payload: bytes, header: bytes, body: bytes) -> None:
+        if not self.published:
+            self.published = True
+            if self.broker.alarms.blocking:
+                self.broker.alarms.notify_blocked(self)
         methods.basic_publish(self, self.channels[channel], method_payload, header, body)
+
+    @property
+    def read_paused(self) -> bool:
+        """A publishing connection is not read while a resource alarm is raised."""
+        return self.published and self.broker.alarms.blocking
 
     def on_connection_closed(self) -> None:
         for channel in list(self.channels):

@@ -18,6 +18,7 @@ import logging
 
 import trio
 
+from ..broker import alarms
 from ..broker.broker import Broker
 from ..store.base import StoreError
 
@@ -50,11 +51,19 @@ async def run_committer(
         except StoreError as exc:
             log.error("commit failed, confirms held, retrying in %.2f s: %s", retry, exc)
             broker.restore_commit_batch(batch)
+            # Stop taking publishes until the store works again (disk full, I/O error).
+            broker.commit_failing = True
+            broker.alarms.raise_alarm(alarms.DISK)
             await trio.sleep(retry)
             retry = min(retry * 2, RETRY_MAX)
             wakeup.set()
             continue
         retry = RETRY_MIN
+        if broker.commit_failing:
+            broker.commit_failing = False
+            if not broker.disk_low:
+                log.warning("store commits again; disk alarm cleared")
+                broker.alarms.clear_alarm(alarms.DISK)
         broker.finish_commit(batch)
         if store.has_pending() or broker.commit_channels or broker.commit_callbacks:
             wakeup.set()

@@ -21,7 +21,9 @@ import trio
 
 from ..broker.broker import Broker
 from ..broker.session import Session
+from .clock import run_timers
 from .committer import run_committer
+from .monitor import run_monitor
 
 log = logging.getLogger("amqpbroker.server")
 
@@ -62,16 +64,34 @@ def _peer_name(stream: trio.abc.Stream) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def handle_connection(broker: Broker, stream: trio.abc.Stream) -> None:
+class ReadGate:
+    """Open unless a resource alarm is raised; blocked publishers wait on it."""
+
+    def __init__(self) -> None:
+        self._open = trio.Event()
+        self._open.set()
+
+    def set_blocked(self, blocked: bool) -> None:
+        if blocked:
+            if self._open.is_set():
+                self._open = trio.Event()
+        else:
+            self._open.set()
+
+    async def wait_open(self) -> None:
+        await self._open.wait()
+
+
+async def handle_connection(broker: Broker, stream: trio.abc.Stream, gate: ReadGate) -> None:
     """Serve one client until it goes away; never raises (a failure costs only
     this connection, never the listener or other clients)."""
     try:
-        await _serve_connection(broker, stream)
+        await _serve_connection(broker, stream, gate)
     except Exception:
         log.exception("connection handler failed")
 
 
-async def _serve_connection(broker: Broker, stream: trio.abc.Stream) -> None:
+async def _serve_connection(broker: Broker, stream: trio.abc.Stream, gate: ReadGate) -> None:
     sock = getattr(stream, "socket", None)
     if sock is not None:
         with contextlib.suppress(OSError):
@@ -105,6 +125,10 @@ async def _serve_connection(broker: Broker, stream: trio.abc.Stream) -> None:
             interval = proto.heartbeat / 2 if proto.heartbeat else 1.0
             await trio.sleep(min(interval, 1.0) if not proto.heartbeat else interval)
             now = trio.current_time()
+            if session.read_paused:
+                # We are not reading it, so its silence is ours (RabbitMQ pauses the
+                # heartbeat monitor of blocked connections too).
+                proto.last_received = now
             if proto.vhost is None and now - started > settings.handshake_timeout:
                 proto.close_reason = "handshake timeout"
                 proto.connection_lost()
@@ -124,6 +148,10 @@ async def _serve_connection(broker: Broker, stream: trio.abc.Stream) -> None:
         closing_deadline = math.inf
         try:
             while not proto.closed and not finished.is_set():
+                if session.read_paused and not proto.closing:
+                    # Blocked publisher: its frames wait in the socket (TCP pushes
+                    # back) until the alarm clears.
+                    await gate.wait_open()
                 with trio.move_on_at(closing_deadline):
                     data = await stream.receive_some(RECV_SIZE)
                     if not data:
@@ -167,6 +195,8 @@ class Server:
         self.broker = broker
         self.listeners: list[trio.SocketListener] = []
         self._accepting: trio.CancelScope | None = None
+        self.gate = ReadGate()
+        broker.alarms.on_change = self.gate.set_blocked
         self._connections: trio.CancelScope | None = None
 
     @property
@@ -188,6 +218,9 @@ class Server:
         async with trio.open_nursery() as background:
             if self.broker.store is not None:
                 await background.start(run_committer, self.broker)
+            # One task for every broker deadline (TTLs, x-expires, ack timeouts).
+            await background.start(run_timers, self.broker)
+            background.start_soon(run_monitor, self.broker)
             async with trio.open_nursery() as connections:
                 self._connections = connections.cancel_scope
                 with trio.CancelScope() as accepting:
@@ -203,7 +236,7 @@ class Server:
             background.cancel_scope.cancel()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        await handle_connection(self.broker, stream)
+        await handle_connection(self.broker, stream, self.gate)
 
     async def shutdown(self, grace: float = 2.0) -> None:
         """Stop accepting, close every connection with 320 CONNECTION_FORCED."""
