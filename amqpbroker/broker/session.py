@@ -62,7 +62,6 @@ class Session:
         self.exclusive_queues: set[Queue] = set()
         # Channels with confirms to flush once the current batch of input is done.
         self.dirty: set[Channel] = set()
-        self._consumer_seq = 0
         # Resource alarms: this connection has published (so it is blocked while an
         # alarm is raised), and it has been sent connection.blocked.
         self.published = False
