@@ -41,6 +41,7 @@ class Channel:
         "next_tag",
         "number",
         "publish_seq",
+        "refused",
         "session",
         "tx",
         "unacked",
@@ -72,6 +73,8 @@ class Channel:
         # that one multiple-ack never covers a message not yet on disk.
         self.commit_seq = 0
         self.commit_queued = False
+        # Publishes a queue refused (reject-publish), to nack in their turn.
+        self.refused: list[int] = []
         # Transactions: None when not in tx mode, else the pending operations.
         self.tx: list[Callable[[], None]] | None = None
 
@@ -184,7 +187,8 @@ class Channel:
         if requeue:
             self._requeue(taken)
         else:
-            self._settle(taken)
+            for queue, qm, _consumer in taken:
+                queue.rejected(qm)  # dead-lettered where the queue has a DLX
         self._redispatch(touched)
 
     @staticmethod
@@ -274,14 +278,35 @@ class Channel:
         self.flush_confirms()
 
     def publish_refused(self, seq: int) -> None:
-        """basic.nack for one publish: acks before it go out first, in order."""
-        self.flush_confirms()
-        self.session.send(frames.encode_basic_nack(self.number, seq, False))
-        self.acked_upto = self.confirm_ready = seq
+        """Publish ``seq`` gets basic.nack instead of an ack (a queue refused it).
+
+        It is confirmed in its turn like any other (after a group commit it waits
+        for, say): :meth:`flush_confirms` then sends the acks before it, the nack,
+        and the acks after it, in order."""
+        self.refused.append(seq)
 
     def flush_confirms(self) -> None:
         """One (multiple) ack for everything accepted since the last flush."""
         ready = self.confirm_ready
+        if ready > self.acked_upto:
+            if self.refused:
+                self._flush_with_nacks(ready)
+                return
+            multiple = ready - self.acked_upto > 1
+            self.session.send(frames.encode_basic_ack(self.number, ready, multiple))
+            self.acked_upto = ready
+
+    def _flush_with_nacks(self, ready: int) -> None:
+        refused = sorted(self.refused)
+        for seq in refused:
+            if seq > ready:
+                break
+            if seq - 1 > self.acked_upto:
+                multiple = seq - 1 - self.acked_upto > 1
+                self.session.send(frames.encode_basic_ack(self.number, seq - 1, multiple))
+            self.session.send(frames.encode_basic_nack(self.number, seq, False))
+            self.acked_upto = seq
+        self.refused = [seq for seq in refused if seq > ready]
         if ready > self.acked_upto:
             multiple = ready - self.acked_upto > 1
             self.session.send(frames.encode_basic_ack(self.number, ready, multiple))

@@ -19,11 +19,13 @@ from pamqp import base, commands
 from .. import errors
 from ..protocol import frames
 from ..protocol import properties as props
+from . import publish_extras, reply_to
 from .arguments import amqp_type
 from .channel import Channel
 from .consumer import Consumer
 from .exchanges.base import Exchange
 from .expiration import parse_expiration
+from .features import REFUSED
 from .message import Message
 from .queue import Queue
 
@@ -139,6 +141,18 @@ def exchange_unbind(session: Session, channel: Channel, payload: bytes) -> None:
 @handles(50, 10)
 def queue_declare(session: Session, channel: Channel, payload: bytes) -> None:
     m = _decode(payload, commands.Queue.Declare)
+    if m.queue.startswith(reply_to.REPLY_TO) and reply_to.declare(
+        m.queue, m.passive, session.broker.reply_queues, _vhost(session).name
+    ):
+        if not m.nowait:
+            _reply(
+                session,
+                channel,
+                frames.make_method(
+                    commands.Queue.DeclareOk, queue=m.queue, message_count=0, consumer_count=1
+                ),
+            )
+        return
     # A passive declare of "" looks for a queue named "" (RabbitMQ 3.10: 404 "no
     # queue ''"), not for the channel's last queue.
     queue, created = _vhost(session).declare_queue(
@@ -252,11 +266,27 @@ def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
     # RabbitMQ checks the tag before it looks the queue up.
     if m.consumer_tag in channel.consumers:
         raise errors.NotAllowed(f"attempt to reuse consumer tag '{m.consumer_tag}'")
-    queue: Queue = vhost.get_queue(_queue_name(channel, m.queue), session)
     tag = m.consumer_tag or session.next_consumer_tag()
+    if m.queue == reply_to.REPLY_TO:
+        consumer = reply_to.consume(channel, session.broker.reply_queues, tag, m.no_ack)
+        if not m.nowait:
+            _reply(session, channel, frames.make_method(commands.Basic.ConsumeOk, consumer_tag=tag))
+        channel.add_consumer(consumer)
+        return
+    queue: Queue = vhost.get_queue(_queue_name(channel, m.queue), session)
+    quorum = queue.ext is not None and queue.ext.options.quorum
+    if channel.global_prefetch and quorum:
+        raise errors.NotImplemented_(
+            f"queue '{queue.name}' in vhost '{vhost.name}' does not support global qos"
+        )
     arguments = m.arguments or {}
     priority = _consumer_priority(arguments, queue)
-    if queue.consumers and (m.exclusive or any(c.exclusive for c in queue.consumers)):
+    # RabbitMQ 3.10's quorum queues do not enforce exclusive consumers at all.
+    if (
+        queue.consumers
+        and not quorum
+        and (m.exclusive or any(c.exclusive for c in queue.consumers))
+    ):
         raise errors.AccessRefused(f"queue '{queue.name}' in vhost '{vhost.name}' in exclusive use")
     consumer = Consumer(
         channel,
@@ -387,15 +417,25 @@ def _route(
     vhost = _vhost(session)
     exchange = _checked_exchange(session, exchange_name, header)
     message = Message(exchange_name, routing_key, header, body)
-    queues = vhost.route(exchange, routing_key, message)
+    if header[12] & publish_extras.SPECIAL_FLAGS:
+        # Rare: CC/BCC headers, direct reply-to or a per-message TTL.
+        queues, message = publish_extras.route(channel, vhost, exchange, message)
+    else:
+        queues = vhost.route(exchange, routing_key, message)
     if PUBLISH_OBSERVERS:
         for observe in PUBLISH_OBSERVERS:
             observe(vhost, message, queues)
-    stored = False
+    stored = refused = False
     if queues:
         for queue in queues:
-            if queue.publish(message):
-                stored = True
+            outcome = queue.publish(message)
+            if outcome:
+                # True: stored, so confirmed after the group commit; REFUSED: a
+                # length limit refused it (reject-publish), so the publisher gets a nack.
+                if outcome is REFUSED:
+                    refused = True
+                else:
+                    stored = True
     elif mandatory:
         session.write_content(
             frames.encode_return(
@@ -406,6 +446,8 @@ def _route(
         )
     if channel.confirm:
         seq = channel.confirm_publish()
+        if refused:
+            channel.publish_refused(seq)
         if stored or channel.awaiting_commit:
             # Confirmed only once the group commit holding it is on disk.
             session.broker.await_commit(channel, seq)

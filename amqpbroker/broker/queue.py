@@ -32,6 +32,7 @@ class Queue:
         "deleted",
         "durable",
         "exclusive_owner",
+        "ext",
         "had_consumer",
         "name",
         "next_seq",
@@ -71,6 +72,10 @@ class Queue:
         # Persistent messages published here are written there (group-committed).
         self.store: Store | None = None
         self.store_id = 0
+        # Queues with TTLs, limits, dead lettering, priorities... are FeatureQueues
+        # (features.py); their state lives here, so a plain queue can become one
+        # (same slots) the first time a message with an expiration reaches it.
+        self.ext: Any = None
 
     def __repr__(self) -> str:
         return f"<Queue {self.vhost!r}/{self.name!r} ready={len(self.ready)}>"
@@ -121,6 +126,10 @@ class Queue:
         self.ready.append(qm)
         return stored
 
+    def restore(self, rec: MessageRecord, message: Message, redelivered: bool) -> None:
+        """Recovery: a stored message goes back to the tail of the ready list."""
+        self.ready.append(QueuedMessage(rec.seq, message, redelivered, True))
+
     # ---------------------------------------------------------- store hooks
 
     def delivered(self, qm: QueuedMessage) -> None:
@@ -132,6 +141,14 @@ class Queue:
         """A message is gone for good (acked, auto-acked, dropped)."""
         if qm.persisted and self.store is not None and not self.deleted:
             self.store.remove(self.store_id, qm.seq)
+
+    def rejected(self, qm: QueuedMessage) -> None:
+        """basic.reject / basic.nack with requeue=false (feature queues dead-letter it)."""
+        if qm.persisted:
+            self.settled(qm)
+
+    def touch(self) -> None:
+        """The queue was declared again (x-expires counts that as a use)."""
 
     # ------------------------------------------------------------- delivery
 

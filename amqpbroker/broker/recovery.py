@@ -13,8 +13,10 @@ import attrs
 
 from ..store.base import Definitions
 from .exchanges import make_exchange
-from .message import Message, QueuedMessage
+from .features import enable_features, make_queue
+from .message import Message
 from .queue import Queue
+from .queue_args import options_from
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -58,8 +60,15 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
     unclean = not definitions.clean_shutdown
     for q in definitions.queues:
         vhost = broker.add_vhost(q.vhost)
-        queue = Queue(
-            q.vhost, q.name, durable=True, auto_delete=q.auto_delete, arguments=q.arguments
+        # Queue features come back from the arguments, as at declare (TTL deadlines
+        # and delivery counts from each message's record).
+        queue = make_queue(
+            vhost,
+            q.name,
+            options_from(q.arguments),
+            durable=True,
+            auto_delete=q.auto_delete,
+            arguments=q.arguments,
         )
         queue.store, queue.store_id = store, q.queue_id
         after = 0
@@ -68,7 +77,9 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
             for rec in records:
                 message = Message(rec.exchange, rec.routing_key, rec.header, rec.body)
                 redelivered = rec.redelivered or unclean
-                queue.ready.append(QueuedMessage(rec.seq, message, redelivered, True))
+                if rec.expires and type(queue) is Queue:
+                    enable_features(queue, vhost, options_from({}))  # per-message TTL
+                queue.restore(rec, message, redelivered)
             stats.messages += len(records)
             if len(records) < RECOVERY_PAGE:
                 break

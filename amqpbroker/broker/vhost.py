@@ -13,16 +13,15 @@ from typing import Any
 
 from .. import errors
 from ..store.base import BindingRecord, ExchangeRecord, Store
-from .arguments import (
-    assert_args_equivalent,
-    assert_flag_equivalent,
-    validate_queue_arguments,
-)
+from .arguments import assert_args_equivalent, assert_flag_equivalent
 from .exchanges import EXCHANGE_TYPES, make_exchange
 from .exchanges.base import Exchange, freeze
 from .exchanges.default import DefaultExchange
+from .features import make_queue
 from .message import Message
 from .queue import Queue
+from .queue_args import check_new_queue, check_server_named
+from .timers import Timers
 
 # Exchanges every vhost has, as RabbitMQ predeclares them: (name, type, internal).
 PREDECLARED = (
@@ -48,6 +47,14 @@ QUEUE_EQUIVALENCE_ARGS = (
     "x-queue-type",
     "x-single-active-consumer",
     "x-delivery-limit",
+    # Checked by RabbitMQ 3.10 too (seen on a real broker).
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-dead-letter-strategy",
+    "x-queue-version",
+    "x-quorum-initial-group-size",
+    "x-queue-master-locator",
+    "x-queue-leader-locator",
 )
 
 _EMPTY: tuple[Queue, ...] = ()
@@ -103,6 +110,8 @@ class VirtualHost:
         self.on_queue_deleted: Callable[[Queue], None] | None = None
         # Where durable entities are recorded (None: a transient broker).
         self.store: Store | None = None
+        # The broker's clock and deadlines (TTLs, x-expires); set by the broker.
+        self.timers = Timers()
 
     # ------------------------------------------------------------- exchanges
 
@@ -232,17 +241,27 @@ class VirtualHost:
             if existing is None:
                 raise errors.NotFound(f"no {self._where('queue', name)}")
             self.check_exclusive(existing, owner)
+            existing.touch()
             return existing, False
         if existing is None:
             if not name:
+                check_server_named(arguments)
                 name = server_generated_name()
             elif name.startswith("amq."):
                 raise errors.AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
             # Only a new queue's arguments are validated; a redeclare compares them.
-            validate_queue_arguments(name, self.name, arguments)
-            queue = Queue(
-                self.name,
+            options = check_new_queue(
                 name,
+                self.name,
+                arguments,
+                durable=durable,
+                exclusive=exclusive,
+                auto_delete=auto_delete,
+            )
+            queue = make_queue(
+                self,
+                name,
+                options,
                 durable=durable,
                 exclusive_owner=owner if exclusive else None,
                 auto_delete=auto_delete,
@@ -260,6 +279,7 @@ class VirtualHost:
         assert_flag_equivalent(*where, "durable", durable, existing.durable)
         assert_flag_equivalent(*where, "auto_delete", auto_delete, existing.auto_delete)
         assert_args_equivalent(*where, arguments, existing.arguments, QUEUE_EQUIVALENCE_ARGS)
+        existing.touch()
         return existing, False
 
     def _locked(self, queue: Queue) -> errors.AMQPError:

@@ -46,6 +46,12 @@ class MessageRecord:
     header: bytes
     body: bytes
     redelivered: bool
+    # When the message expires (TTL), in milliseconds since the Unix epoch; 0: never.
+    # Stored as an absolute time, as RabbitMQ's queue index does, so a TTL keeps
+    # running across a restart.
+    expires: int = 0
+    # Quorum queues: how many times the message was returned (x-delivery-count).
+    deliveries: int = 0
 
 
 @attrs.frozen

@@ -52,7 +52,8 @@ JOURNAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 
 # -- messages: reads (the writes are in sqlite_batch.py) ---------------------------------
 SELECT_MESSAGES: Final = (
-    "SELECT seq, exchange, routing_key, header, body, redelivered FROM messages"
+    "SELECT seq, exchange, routing_key, header, body, redelivered, expires, deliveries"
+    " FROM messages"
     " WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
 # length() of a blob comes from the record header, without reading the blob itself.
@@ -431,7 +432,7 @@ class SQLiteStore(Store):
     def read_messages(self, queue_id: int, after_seq: int, limit: int) -> list[MessageRecord]:
         with self._db_lock:
             rows = self._read(SELECT_MESSAGES, (queue_id, after_seq, limit))
-        return [MessageRecord(s, e, rk, h, b, bool(r)) for s, e, rk, h, b, r in rows]
+        return [MessageRecord(s, e, rk, h, b, bool(r), x, d) for s, e, rk, h, b, r, x, d in rows]
 
     def queue_depth(self, queue_id: int) -> tuple[int, int]:
         with self._db_lock:

@@ -14,8 +14,8 @@ from amqpbroker.store.pending import DELIVERED, ENQUEUE, PURGE, REMOVE, Op
 # OR REPLACE: enqueuing a seq the queue holds replaces it, as the contract says.
 INSERT_MESSAGE: Final = (
     "INSERT OR REPLACE INTO messages"
-    " (queue_id, seq, exchange, routing_key, header, body, redelivered)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " (queue_id, seq, exchange, routing_key, header, body, redelivered, expires, deliveries)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 DELETE_MESSAGE: Final = "DELETE FROM messages WHERE queue_id = ? AND seq = ?"
 MARK_DELIVERED: Final = "UPDATE messages SET redelivered = 1 WHERE queue_id = ? AND seq = ?"
@@ -87,7 +87,17 @@ class NetEffect:
             conn.executemany(
                 INSERT_MESSAGE,
                 [
-                    (q, s, r.exchange, r.routing_key, r.header, r.body, r.redelivered)
+                    (
+                        q,
+                        s,
+                        r.exchange,
+                        r.routing_key,
+                        r.header,
+                        r.body,
+                        r.redelivered,
+                        r.expires,
+                        r.deliveries,
+                    )
                     for (q, s), r in self.inserts.items()
                 ],
             )

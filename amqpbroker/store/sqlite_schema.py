@@ -87,8 +87,15 @@ def _v1_initial(db: Database) -> None:
     )
 
 
+def _v2_message_expiry(db: Database) -> None:
+    # Queue features: a message's TTL deadline (epoch ms, 0 = none) and a quorum queue's
+    # delivery count, so both survive a restart.
+    db.execute("ALTER TABLE messages ADD COLUMN expires INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE messages ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0")
+
+
 # Index i upgrades a database from version i to version i + 1.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial, _v2_message_expiry]
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

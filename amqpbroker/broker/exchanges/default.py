@@ -2,7 +2,9 @@
 
 Those bindings are implicit, so instead of storing one per queue it asks the broker's
 queue table (the ``lookup`` callable) at publish time: a queue declared or deleted is
-routable or not at once, with nothing to keep in step.
+routable or not at once, with nothing to keep in step.  A routing key no queue has
+as its name is looked up with ``fallback`` (the broker's live direct reply-to names),
+so replies cost nothing on the hot path of ordinary publishes.
 """
 
 from __future__ import annotations
@@ -17,14 +19,19 @@ _REFUSED = "operation not permitted on the default exchange"
 
 
 class DefaultExchange(Exchange):
-    __slots__ = ("_lookup",)
+    __slots__ = ("_fallback", "_lookup")
 
     type_name = "direct"
 
-    def __init__(self, lookup: Callable[[str], Hashable | None]) -> None:
+    def __init__(
+        self,
+        lookup: Callable[[str], Hashable | None],
+        fallback: Callable[[str], Hashable | None] | None = None,
+    ) -> None:
         # RabbitMQ reports the default exchange as durable.
         super().__init__("", durable=True)
         self._lookup = lookup
+        self._fallback = fallback
 
     def _init_routing(self) -> None:
         pass  # the queue table is the routing index
@@ -36,7 +43,11 @@ class DefaultExchange(Exchange):
         # cheapest collection Python builds.
         destination = self._lookup(routing_key)
         if destination is None:
-            return NO_DESTINATIONS
+            if self._fallback is None:
+                return NO_DESTINATIONS
+            destination = self._fallback(routing_key)
+            if destination is None:
+                return NO_DESTINATIONS
         return (destination,)
 
     # Clients cannot change the implicit bindings: 403, as RabbitMQ answers.  The broker

@@ -1,0 +1,248 @@
+"""What a queue's x-arguments ask for, read once when the queue is created.
+
+RabbitMQ checks a new queue's declare in this order (3.10, every text below was
+seen on a real broker):
+
+1. a server-named (empty name) quorum queue: ``Cannot declare a server-named queue
+   for type rabbit_quorum_queue``;
+2. the type of ``x-dead-letter-exchange`` (``invalid type 'signedint' for arg
+   'x-dead-letter-exchange' in queue 'q' in vhost '/'``);
+3. the values of the common arguments the queue type accepts
+   (``arguments.validate_queue_arguments``), in RabbitMQ's order;
+4. arguments another queue type owns, in the client's order: ``invalid arg
+   'x-delivery-limit' for queue 'q' in vhost '/' of queue type rabbit_classic_queue``
+   (so a quorum queue's ``x-max-priority: 300`` is refused for its type, not for
+   its value);
+5. quorum only: the values of the quorum arguments, then ``invalid property
+   'auto-delete' | 'exclusive-owner' | 'non-durable' for queue 'q' in vhost '/'``.
+
+Streams are a different thing altogether (an append-only log read from an offset);
+this broker does not implement them and says so with the 406 RabbitMQ gives for a
+queue type it does not know: ``invalid arg 'x-queue-type' for queue 'q' in vhost
+'/': "unsupported queue type 'stream'"``, so a client fails at declare, clearly,
+instead of getting a queue that behaves like a classic one.
+
+:class:`QueueOptions` is the parsed result.  ``needs_features`` tells the vhost
+whether the plain, fast :class:`~amqpbroker.broker.queue.Queue` will do or the queue
+must be a :class:`~amqpbroker.broker.features.FeatureQueue`: that decision is taken
+here, once, and never per message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .. import errors
+from .arguments import amqp_type, validate_queue_arguments
+
+CLASSIC = "classic"
+QUORUM = "quorum"
+STREAM = "stream"
+
+DROP_HEAD = "drop-head"
+REJECT_PUBLISH = "reject-publish"
+REJECT_PUBLISH_DLX = "reject-publish-dlx"
+
+# The arguments each queue type accepts (rabbit_*_queue:capabilities() in 3.10); an
+# argument some type knows but this one does not is refused.  Unknown ones pass.
+_CLASSIC_ARGS = frozenset(
+    {
+        "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+        "x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode",
+        "x-single-active-consumer", "x-queue-type", "x-queue-version",
+        "x-queue-master-locator",
+    }
+)  # fmt: skip
+_QUORUM_ARGS = frozenset(
+    {
+        "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-dead-letter-strategy",
+        "x-expires", "x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
+        "x-max-in-memory-bytes", "x-overflow", "x-single-active-consumer", "x-queue-type",
+        "x-quorum-initial-group-size", "x-delivery-limit", "x-message-ttl",
+        "x-queue-leader-locator",
+    }
+)  # fmt: skip
+_STREAM_ARGS = frozenset(
+    {
+        "x-queue-type", "x-max-length-bytes", "x-max-age", "x-stream-max-segment-size-bytes",
+        "x-initial-cluster-size", "x-queue-leader-locator",
+    }
+)  # fmt: skip
+_KNOWN_ARGS = _CLASSIC_ARGS | _QUORUM_ARGS | _STREAM_ARGS
+_TYPE_MODULES = {CLASSIC: "rabbit_classic_queue", QUORUM: "rabbit_quorum_queue"}
+_DLX_STRATEGIES = frozenset({"at-most-once", "at-least-once"})
+_LEADER_LOCATORS = frozenset({"client-local", "random", "least-leaders"})
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else value
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@attrs.frozen
+class QueueOptions:
+    """The queue features its arguments turn on (None: off)."""
+
+    queue_type: str = CLASSIC
+    message_ttl: int | None = None  # ms
+    expires: int | None = None  # ms
+    max_length: int | None = None
+    max_length_bytes: int | None = None
+    overflow: str = DROP_HEAD
+    dead_letter_exchange: str | None = None
+    dead_letter_routing_key: str | None = None
+    max_priority: int | None = None
+    single_active: bool = False
+    delivery_limit: int | None = None
+
+    @property
+    def quorum(self) -> bool:
+        return self.queue_type == QUORUM
+
+    @property
+    def needs_features(self) -> bool:
+        return self != _PLAIN
+
+    @property
+    def limited(self) -> bool:
+        return self.max_length is not None or self.max_length_bytes is not None
+
+
+_PLAIN = QueueOptions()
+
+
+def queue_type_of(arguments: dict[str, Any]) -> str:
+    value = arguments.get("x-queue-type")
+    return _text(value) if isinstance(value, str | bytes | bytearray) else CLASSIC
+
+
+def options_from(arguments: dict[str, Any]) -> QueueOptions:
+    """The features of a queue with these (already validated) arguments.
+
+    Also used when recovering durable queues, whose arguments were valid when
+    declared.  Values of the wrong type are ignored, as RabbitMQ ignores an
+    ``x-delivery-limit`` it cannot read.
+    """
+    if not arguments:
+        return _PLAIN
+    queue_type = queue_type_of(arguments)
+    dlx = arguments.get("x-dead-letter-exchange")
+    dlrk = arguments.get("x-dead-letter-routing-key")
+    overflow = arguments.get("x-overflow")
+    overflow = _text(overflow) if isinstance(overflow, str | bytes | bytearray) else DROP_HEAD
+    if queue_type == QUORUM and overflow == REJECT_PUBLISH_DLX:
+        overflow = DROP_HEAD  # RabbitMQ 3.10's quorum queues drop the head instead
+    return QueueOptions(
+        queue_type=queue_type,
+        message_ttl=_int(arguments.get("x-message-ttl")),
+        expires=_int(arguments.get("x-expires")),
+        max_length=_int(arguments.get("x-max-length")),
+        max_length_bytes=_int(arguments.get("x-max-length-bytes")),
+        overflow=overflow,
+        dead_letter_exchange=_text(dlx) if isinstance(dlx, str | bytes | bytearray) else None,
+        dead_letter_routing_key=(
+            _text(dlrk) if isinstance(dlrk, str | bytes | bytearray) else None
+        ),
+        max_priority=_int(arguments.get("x-max-priority")) if queue_type == CLASSIC else None,
+        single_active=arguments.get("x-single-active-consumer") is True,
+        delivery_limit=_int(arguments.get("x-delivery-limit")) if queue_type == QUORUM else None,
+    )
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _where(name: str, vhost: str) -> str:
+    return f"queue '{name}' in vhost '{vhost}'"
+
+
+def check_server_named(arguments: dict[str, Any]) -> None:
+    """An empty queue name asks the broker for one; quorum queues cannot have that."""
+    if queue_type_of(arguments) == QUORUM:
+        raise errors.PreconditionFailed(
+            "Cannot declare a server-named queue for type rabbit_quorum_queue"
+        )
+
+
+def _non_negative(value: Any) -> str | None:
+    number = _int(value)
+    if number is None:
+        return f'"expected integer, got {amqp_type(value)}"'
+    return f"{{value_negative,{number}}}" if number < 0 else None
+
+
+def _group_size(value: Any) -> str | None:
+    problem = _non_negative(value)
+    if problem is None and int(value) == 0:
+        return "{value_zero,0}"
+    return problem
+
+
+def _choice(value: Any, choices: frozenset[str], complaint: str) -> str | None:
+    if not isinstance(value, str | bytes | bytearray):
+        return f"{{unacceptable_type,{amqp_type(value)}}}"
+    return None if _text(value) in choices else complaint
+
+
+_QUORUM_CHECKS = (
+    ("x-max-in-memory-length", _non_negative),
+    ("x-max-in-memory-bytes", _non_negative),
+    ("x-quorum-initial-group-size", _group_size),
+    ("x-dead-letter-strategy", lambda v: _choice(v, _DLX_STRATEGIES, "invalid_dlx_strategy")),
+    (
+        "x-queue-leader-locator",
+        lambda v: _choice(v, _LEADER_LOCATORS, "invalid_queue_locator_arg"),
+    ),
+)
+
+
+def check_new_queue(
+    name: str,
+    vhost: str,
+    arguments: dict[str, Any],
+    *,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+) -> QueueOptions:
+    """Steps 2 to 5 of the module doc for a queue about to be created; returns its
+    options.  Raises PreconditionFailed with RabbitMQ's texts."""
+    queue_type = queue_type_of(arguments)
+    where = _where(name, vhost)
+    dlx = arguments.get("x-dead-letter-exchange", "")
+    if not isinstance(dlx, str | bytes | bytearray):
+        raise errors.PreconditionFailed(
+            f"invalid type '{amqp_type(dlx)}' for arg 'x-dead-letter-exchange' in {where}"
+        )
+    accepted = _QUORUM_ARGS if queue_type == QUORUM else _CLASSIC_ARGS
+    validate_queue_arguments(
+        name, vhost, {k: v for k, v in arguments.items() if k in accepted or k not in _KNOWN_ARGS}
+    )
+    if queue_type == STREAM:
+        raise errors.PreconditionFailed(
+            f"invalid arg 'x-queue-type' for {where}: \"unsupported queue type 'stream'\""
+        )
+    for key in arguments:
+        if key in _KNOWN_ARGS and key not in accepted:
+            raise errors.PreconditionFailed(
+                f"invalid arg '{key}' for {where} of queue type {_TYPE_MODULES[queue_type]}"
+            )
+    if queue_type == QUORUM:
+        for key, check in _QUORUM_CHECKS:
+            if key in arguments:
+                problem = check(arguments[key])
+                if problem is not None:
+                    raise errors.PreconditionFailed(f"invalid arg '{key}' for {where}: {problem}")
+        for bad, prop in (
+            (auto_delete, "auto-delete"),
+            (exclusive, "exclusive-owner"),
+            (not durable, "non-durable"),
+        ):
+            if bad:
+                raise errors.PreconditionFailed(f"invalid property '{prop}' for {where}")
+    return options_from(arguments)

@@ -1,0 +1,113 @@
+"""Ready lists for feature queues: plain FIFO, and per-priority FIFOs for x-max-priority.
+
+Both look like the ``deque`` a plain queue uses wherever the rest of the broker
+reads ``queue.ready`` (``len``, truth, iteration in delivery order, ``[0]`` for the
+head, ``clear``, ``append``, ``popleft``) and add :meth:`reinsert`, which puts a
+requeued message back at its original position: by sequence number, within its
+priority level for a priority queue (RabbitMQ 3.10: FIFO within a level, a
+requeued message goes back where it was).
+
+Priorities as RabbitMQ 3.10 applies them (rabbit_priority_queue): no priority
+property means 0, a priority above the queue's maximum counts as the maximum, and
+higher levels are delivered first.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .message import QueuedMessage
+
+
+class _SeqView:
+    """The seqs of a deque as a read-only sequence, for bisect without copying."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: deque[QueuedMessage]) -> None:
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int) -> int:
+        return self._items[index].seq
+
+
+def _insert_by_seq(items: deque[QueuedMessage], qm: QueuedMessage) -> None:
+    if not items or qm.seq < items[0].seq:
+        items.appendleft(qm)  # the usual case: the oldest message comes back first
+    else:
+        items.insert(bisect.bisect_left(_SeqView(items), qm.seq), qm)
+
+
+class FifoReady(deque["QueuedMessage"]):
+    """A deque with :meth:`reinsert`; ``append``/``popleft`` stay C-speed."""
+
+    def reinsert(self, qm: QueuedMessage) -> None:
+        _insert_by_seq(self, qm)
+
+
+def priority_level(qm: QueuedMessage, max_priority: int) -> int:
+    priority = qm.message.properties.priority
+    if not priority:
+        return 0
+    return priority if priority < max_priority else max_priority
+
+
+class PriorityReady:
+    """One FIFO per priority level 0..max_priority; the head is the oldest message of
+    the highest non-empty level."""
+
+    __slots__ = ("_count", "_levels", "max_priority")
+
+    def __init__(self, max_priority: int) -> None:
+        self.max_priority = max_priority
+        self._levels: list[deque[QueuedMessage]] = [deque() for _ in range(max_priority + 1)]
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __iter__(self) -> Iterator[QueuedMessage]:
+        for level in reversed(self._levels):
+            yield from level
+
+    def __getitem__(self, index: int) -> QueuedMessage:
+        if index != 0:
+            raise IndexError("a priority ready list only exposes its head")
+        return self._top()[0]
+
+    def _top(self) -> deque[QueuedMessage]:
+        for level in reversed(self._levels):
+            if level:
+                return level
+        raise IndexError("head of an empty ready list")
+
+    def append(self, qm: QueuedMessage) -> None:
+        self._levels[priority_level(qm, self.max_priority)].append(qm)
+        self._count += 1
+
+    def popleft(self) -> QueuedMessage:
+        qm = self._top().popleft()
+        self._count -= 1
+        return qm
+
+    def reinsert(self, qm: QueuedMessage) -> None:
+        _insert_by_seq(self._levels[priority_level(qm, self.max_priority)], qm)
+        self._count += 1
+
+    def clear(self) -> None:
+        for level in self._levels:
+            level.clear()
+        self._count = 0
+
+
+Ready = FifoReady | PriorityReady
