@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -14,8 +15,12 @@ from ..config import Settings
 from ..protocol.connection import parse_amqplain, parse_plain
 from ..store import MEMORY, open_store
 from ..store.base import Store
+from .ack_timeout import AckTimeouts
 from .alarms import Alarms
+from .exchanges.default import DefaultExchange
 from .queue import Queue
+from .reply_to import ReplyQueue
+from .timers import Timers
 from .vhost import VirtualHost
 
 if TYPE_CHECKING:
@@ -47,10 +52,23 @@ def is_loopback(peer: str) -> bool:
 class Broker:
     version = __version__
 
-    def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        store: Store | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         """``store`` is an opened store for durable state, or None to keep nothing
-        (``--transient``); with a store, call :meth:`recover` before serving."""
+        (``--transient``); with a store, call :meth:`recover` before serving.
+        ``clock`` (seconds, wall-clock time by default) is what TTLs and other
+        deadlines are measured with; tests pass their own and call :meth:`run_timers`."""
         self.settings = settings or Settings()
+        self.clock: Callable[[], float] = clock or time.time
+        # Deadlines (TTLs, x-expires, ack timeouts); server/clock.py runs them.
+        self.timers = Timers(self.clock)
+        # Live direct reply-to names -> where their replies go (reply_to.py).
+        self.reply_queues: dict[str, ReplyQueue] = {}
         self.vhosts: dict[str, VirtualHost] = {}
         self.users: dict[str, str] = {self.settings.default_user: self.settings.default_pass}
         self.sessions: set[Session] = set()
@@ -61,6 +79,8 @@ class Broker:
         self.commit_callbacks: list[Callable[[], None]] = []
         self.request_commit: Callable[[], None] = _noop
         self.recovered: RecoveryStats | None = None
+        if self.settings.consumer_timeout:
+            AckTimeouts(self, self.settings.consumer_timeout).start()
         self.alarms = Alarms(self.sessions)
         # Why the disk alarm is up: free space under the limit, or commits failing.
         self.disk_low = False
@@ -135,6 +155,14 @@ class Broker:
         for callback in batch.callbacks:
             callback()
 
+    # -------------------------------------------------------------- timers
+
+    def run_timers(self) -> None:
+        """Run every due deadline (called by the server's timer task, or a test)."""
+        self.timers.run_due()
+        if self.store is not None and self.store.has_pending():
+            self.request_commit()  # dead-lettered persistent messages, expiries
+
     # ------------------------------------------------------------- vhosts
 
     def add_vhost(self, name: str) -> VirtualHost:
@@ -143,6 +171,9 @@ class Broker:
             vhost = self.vhosts[name] = VirtualHost(name)
             vhost.on_queue_deleted = self._queue_deleted
             vhost.store = self.store
+            vhost.timers = self.timers
+            # Replies to amq.rabbitmq.reply-to.* names route through the default exchange.
+            vhost.exchanges[""] = DefaultExchange(vhost.queues.get, self.reply_queues.get)
             if self.store is not None:
                 self.store.put_vhost(name)
         return vhost

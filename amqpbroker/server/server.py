@@ -21,6 +21,7 @@ import trio
 
 from ..broker.broker import Broker
 from ..broker.session import Session
+from .clock import run_timers
 from .committer import run_committer
 from .monitor import run_monitor
 
@@ -218,6 +219,7 @@ class Server:
             if self.broker.store is not None:
                 await background.start(run_committer, self.broker)
             # One task for every broker deadline (TTLs, x-expires, ack timeouts).
+            await background.start(run_timers, self.broker)
             background.start_soon(run_monitor, self.broker)
             async with trio.open_nursery() as connections:
                 self._connections = connections.cancel_scope
