@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import re
 import shutil
 import signal
@@ -29,6 +30,8 @@ STOP_TIMEOUT_S = 10.0
 POLL_S = 0.02
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5673/"
 PR_SET_PDEATHSIG = 1
+# Passed when the broker's --help lists them.
+OPTIONAL_FLAGS = ("--no-management",)
 
 
 def broker_command() -> list[str]:
@@ -38,6 +41,18 @@ def broker_command() -> list[str]:
         return [str(script)]
     found = shutil.which("amqpbroker")
     return [found] if found else [sys.executable, "-m", "amqpbroker"]
+
+
+@functools.cache
+def _broker_help() -> str:
+    """``amqpbroker --help``, to pass only the flags this version of the broker has."""
+    try:
+        done = subprocess.run(
+            [*broker_command(), "--help"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -92,6 +107,9 @@ class OurBroker:
 
     def start(self) -> BrokerAddress:
         cmd = [*broker_command(), "--host", "127.0.0.1", "--port", "0", "--log-level", "warning"]
+        # Only AMQP: a management listener on its fixed default port would collide with
+        # other brokers on the machine (and is not what is measured).
+        cmd += [flag for flag in OPTIONAL_FLAGS if flag in _broker_help()]
         if self.persistent:
             if self.data_dir is None:
                 self.data_dir = Path(tempfile.mkdtemp(prefix="amqpbench-", dir=self.data_root))

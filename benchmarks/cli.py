@@ -258,7 +258,7 @@ def _wait_quiet(limit_s: float) -> float:
 def _progress(result: Measurement, runs: int) -> None:
     what = f"{result.scenario:<10} {result.broker:<10} run {result.rep + 1}/{runs}"
     if result.profiled:
-        what += " (py-spy)"
+        what = f"{result.scenario:<10} {result.broker:<10} extra run under py-spy"
     if result.error:
         print(f"{what}: ERROR {result.error[:300]}", file=sys.stderr)
         return

@@ -38,6 +38,8 @@ JOIN_S = 5.0
 POLL_S = 0.05
 # The harness waits this much longer than the clients' own time limit.
 MARGIN_S = 30.0
+# Tolerance when comparing machine-wide and per-process CPU time (a few clock ticks).
+TICK_SLACK_S = 0.05
 
 
 @dataclass
@@ -265,8 +267,14 @@ def _fill(
         cores["broker"] = broker / window
         cores["other"] = max(0.0, busy - broker - clients) / window
     else:  # broker process not visible: machine minus clients, an upper bound
+        broker = 0.0
         cores["broker"] = (busy - clients) / window
         cores["other"] = None
+    if busy < broker + clients - TICK_SLACK_S:
+        # /proc/stat samples user/system time at the tick but measures idle time exactly,
+        # so a mostly idle machine with short bursts (the paced run) looks less busy than
+        # its processes: the machine-wide figures mean nothing then.
+        cores["machine"] = cores["other"] = None
     result.cpu_cores = cores
 
 

@@ -20,6 +20,7 @@ from .alarms import Alarms
 from .exchanges.default import DefaultExchange
 from .queue import Queue
 from .reply_to import ReplyQueue
+from .stats import Totals
 from .timers import Timers
 from .vhost import VirtualHost
 
@@ -72,6 +73,8 @@ class Broker:
         self.vhosts: dict[str, VirtualHost] = {}
         self.users: dict[str, str] = {self.settings.default_user: self.settings.default_pass}
         self.sessions: set[Session] = set()
+        # Message and churn totals of closed connections (management, metrics).
+        self.totals = Totals()
         self.store = store
         # Group commit bookkeeping (see server/committer.py): channels whose
         # confirms wait for the next commit, and callbacks to run after it.

@@ -13,6 +13,7 @@ drained the buffer and calls :meth:`drained`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,11 @@ class Session:
         # alarm is raised), and it has been sent connection.blocked.
         self.published = False
         self.told_blocked = False
+        # For the management API and metrics: when the connection came, and bytes
+        # read / written (counted by the server per socket read / send, not per frame).
+        self.connected_at = time.time()
+        self.recv_oct = 0
+        self.send_oct = 0
 
     # ------------------------------------------------------------- I/O facing
 
@@ -124,16 +130,19 @@ class Session:
             raise errors.NotAllowed(f"vhost {vhost} not found")
         self.vhost = host
         self.user = user
+        self.broker.totals.connections_opened += 1
         log.info("connection %s opened: user '%s', vhost '%s'", self.peer, user, vhost)
 
     def on_channel_open(self, channel: int) -> None:
         self.channels[channel] = Channel(self, channel)
+        self.broker.totals.channels_opened += 1
 
     def on_channel_closed(self, channel: int) -> None:
         ch = self.channels.pop(channel, None)
         if ch is not None:
             self.dirty.discard(ch)
             ch.close()
+            self.broker.totals.channel_closed(ch)
 
     def on_method(self, channel: int, key: int, payload: bytes) -> None:
         handler = methods.HANDLERS.get(key)
@@ -148,7 +157,9 @@ class Session:
             self.published = True
             if self.broker.alarms.blocking:
                 self.broker.alarms.notify_blocked(self)
-        methods.basic_publish(self, self.channels[channel], method_payload, header, body)
+        ch = self.channels[channel]
+        ch.published += 1  # metrics: the one increment per message
+        methods.basic_publish(self, ch, method_payload, header, body)
 
     @property
     def read_paused(self) -> bool:
@@ -164,6 +175,8 @@ class Session:
                 vhost.remove_queue(queue)
         self.exclusive_queues.clear()
         self.broker.sessions.discard(self)
+        if self.vhost is not None:
+            self.broker.totals.connections_closed += 1
         log.info(
             "connection %s closed%s",
             self.peer,
