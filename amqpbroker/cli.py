@@ -12,15 +12,20 @@ import argparse
 import errno
 import logging
 import signal
+import socket
 import sys
+from typing import TYPE_CHECKING
 
 import trio
 
 from . import __version__
 from .broker.broker import Broker
-from .config import DEFAULT_CONSUMER_TIMEOUT, DEFAULT_PORT, Settings
+from .config import DEFAULT_CONSUMER_TIMEOUT, DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, Settings
 from .server.server import Server
 from .store import StoreError
+
+if TYPE_CHECKING:
+    from .management.context import ManagementContext
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -32,6 +37,42 @@ class _Parser(argparse.ArgumentParser):
         # One readable line, not argparse's usage block.
         sys.stderr.write(f"amqpbroker: error: {message} (see amqpbroker --help)\n")
         sys.exit(EXIT_USAGE)
+
+
+class ListenError(OSError):
+    """A listener could not be bound; says which address and why in one line."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        if cause.errno == errno.EADDRINUSE:
+            reason = f"port {port} on {host} is already in use"
+        else:
+            reason = cause.strerror or str(cause)
+        super().__init__(cause.errno, f"cannot listen on {host}:{port}: {reason}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def bind_management(settings: Settings) -> socket.socket:
+    """The management API's socket (bound, not yet listening).  Raises ListenError."""
+    from .management.server import bind
+
+    host, port = settings.management_host, settings.management_port
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        raise ListenError(host, port, exc) from None
+
+
+async def start_management(
+    nursery: trio.Nursery, ctx: ManagementContext, sock: socket.socket, amqp: tuple[str, int]
+) -> int:
+    """Serve the management API from ``nursery`` on ``sock``; returns its port."""
+    from .management.server import serve_management
+
+    ctx.amqp_host, ctx.amqp_port = amqp
+    port: int = await nursery.start(serve_management, ctx, sock)
+    return port
 
 
 def _port(value: str) -> int:
@@ -108,6 +149,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="block publishers below this many free bytes on the data "
         "partition; suffixes kB MB GB (50MB)",
     )
+    parser.add_argument(
+        "--management-port",
+        type=_port,
+        default=DEFAULT_MANAGEMENT_PORT,
+        help=f"management HTTP API port ({DEFAULT_MANAGEMENT_PORT}); 0 picks a free port",
+    )
+    parser.add_argument(
+        "--management-host",
+        default="127.0.0.1",
+        help="address the management API listens on (127.0.0.1)",
+    )
+    parser.add_argument(
+        "--no-management", action="store_true", help="do not serve the management API"
+    )
+    parser.add_argument(
+        "--load-definitions",
+        metavar="FILE",
+        default=None,
+        help="apply a RabbitMQ definitions file (JSON) at start",
+    )
     return parser
 
 
@@ -153,15 +214,22 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         consumer_timeout=args.consumer_timeout,
         memory_high_watermark=args.memory_high_watermark,
         disk_free_limit=args.disk_free_limit,
+        management=not args.no_management,
+        management_host=args.management_host,
+        management_port=args.management_port,
+        load_definitions=args.load_definitions,
     )
 
 
-async def run(broker: Broker) -> None:
+async def run(broker: Broker, management: ManagementContext | None = None) -> None:
     settings = broker.settings
     server = Server(broker)
     await server.listen(settings.host, settings.port)
+    sock = bind_management(settings) if management is not None else None
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
+        if management is not None and sock is not None:
+            await start_management(nursery, management, sock, (settings.host, server.port))
         host = settings.host if ":" not in settings.host else f"[{settings.host}]"
         print(f"amqpbroker: listening on amqp://{host}:{server.port}", flush=True)
         # The receiver stays open through the shutdown, so a second signal does not
@@ -177,6 +245,12 @@ async def run(broker: Broker) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["ctl"]:
+        from .management import ctl
+
+        return ctl.main(argv[1:])
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     logging.basicConfig(
@@ -200,16 +274,31 @@ def main(argv: list[str] | None = None) -> int:
             settings.sync,
             stats,
         )
+    management = None
+    if settings.management or settings.load_definitions:
+        from .management.context import ManagementContext
+        from .management.definitions import DefinitionsError, load_file
+
+        management = ManagementContext(broker)
+        if settings.load_definitions:
+            try:
+                load_file(management, settings.load_definitions)
+            except (OSError, ValueError, DefinitionsError) as exc:
+                sys.stderr.write(
+                    f"amqpbroker: error: cannot load definitions from "
+                    f"{settings.load_definitions}: {exc}\n"
+                )
+                broker.close()
+                return EXIT_FAILURE
+        if not settings.management:
+            management = None
     try:
-        trio.run(run, broker)
+        trio.run(run, broker, management)
+    except ListenError as exc:
+        sys.stderr.write(f"amqpbroker: error: {exc}\n")
+        return EXIT_USAGE
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            reason = f"port {settings.port} on {settings.host} is already in use"
-        else:
-            reason = exc.strerror or str(exc)
-        sys.stderr.write(
-            f"amqpbroker: error: cannot listen on {settings.host}:{settings.port}: {reason}\n"
-        )
+        sys.stderr.write(f"amqpbroker: error: {ListenError(settings.host, settings.port, exc)}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 0

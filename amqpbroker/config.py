@@ -15,6 +15,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 # Delivery acknowledgement timeout, ms (RabbitMQ 3.10's consumer_timeout: 30 min).
 DEFAULT_CONSUMER_TIMEOUT = 1_800_000
+# RabbitMQ's management plugin port.
+DEFAULT_MANAGEMENT_PORT = 15672
 
 
 @attrs.frozen
@@ -39,3 +41,10 @@ class Settings:
     disk_free_limit: int = 50_000_000
     # RabbitMQ lets guest log in only from loopback; tests on 127.0.0.1 pass that.
     loopback_users: tuple[str, ...] = ("guest",)
+    # The management HTTP API (amqpbroker/management): off by default so an embedded
+    # broker does not pay for it; the command line turns it on.  Port 0: a free one.
+    management: bool = False
+    management_host: str = "127.0.0.1"
+    management_port: int = DEFAULT_MANAGEMENT_PORT
+    # A RabbitMQ definitions file applied at start (vhosts, exchanges, queues...).
+    load_definitions: str | None = None

@@ -33,6 +33,7 @@ from .config import Settings
 from .server.server import Server
 
 if TYPE_CHECKING:
+    from .management.context import ManagementContext
     from .testing.helpers import BrokerInspector
 
 T = TypeVar("T")
@@ -54,9 +55,12 @@ class Broker:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **settings: Any) -> None:
         settings.setdefault("data_dir", ":memory:")
+        # management=True serves the management API, on a free port unless given.
+        settings.setdefault("management_port", 0)
         self.settings = Settings(host=host, port=port, **settings)
         self.core: BrokerCore | None = None
         self.port = 0
+        self.management_port = 0
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
@@ -104,12 +108,19 @@ class Broker:
         server = Server(core)
         try:
             await server.listen(self.settings.host, self.settings.port)
-        except OSError as exc:
+            management = _management(core, self.settings)
+        except Exception as exc:  # port in use, bad definitions file
             self._error = exc
             self._ready.set()
             return
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
+            if management is not None:
+                from .management.server import serve_management
+
+                ctx, sock = management
+                ctx.amqp_host, ctx.amqp_port = self.settings.host, server.port
+                self.management_port = await nursery.start(serve_management, ctx, sock)
             self.core, self.port = core, server.port
             self._ready.set()
             await self._stop.wait()
@@ -146,6 +157,14 @@ class Broker:
     def url_for(self, vhost: str) -> str:
         return _url(self.host, self.port, vhost)
 
+    @property
+    def management_url(self) -> str:
+        """``http://HOST:PORT`` of the management API (``management=True`` only)."""
+        if not self.management_port:
+            raise RuntimeError("the management API is off (Broker(management=True) turns it on)")
+        host = self.settings.management_host
+        return f"http://{host if ':' not in host else f'[{host}]'}:{self.management_port}"
+
     # ------------------------------------------------------------ administration
 
     def call(self, func: Callable[..., T], *args: Any) -> T:
@@ -168,6 +187,25 @@ class Broker:
         from .testing.helpers import BrokerInspector
 
         return BrokerInspector(self, vhost)
+
+
+def _management(core: BrokerCore, settings: Settings) -> tuple[ManagementContext, Any] | None:
+    """The management context (definitions loaded) and its bound socket, when on.
+
+    Imports the management package only then: an embedded broker without it
+    never loads Starlette or Hypercorn."""
+    if not (settings.management or settings.load_definitions):
+        return None
+    from .management.context import ManagementContext
+    from .management.definitions import load_file
+    from .management.server import bind
+
+    ctx = ManagementContext(core)
+    if settings.load_definitions:
+        load_file(ctx, settings.load_definitions)
+    if not settings.management:
+        return None
+    return ctx, bind(settings.management_host, settings.management_port)
 
 
 @attrs.define

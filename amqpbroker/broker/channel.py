@@ -28,6 +28,7 @@ Unacked = tuple[Queue, QueuedMessage, Consumer | None]
 
 class Channel:
     __slots__ = (
+        "acked",
         "acked_upto",
         "commit_queued",
         "commit_seq",
@@ -41,6 +42,7 @@ class Channel:
         "next_tag",
         "number",
         "publish_seq",
+        "published",
         "refused",
         "session",
         "tx",
@@ -55,6 +57,10 @@ class Channel:
         # deletions), and multiple acks settle from the front.
         self.unacked: OrderedDict[int, Unacked] = OrderedDict()
         self.next_tag = 1
+        # Metrics: messages published and acked on this channel (deliveries are
+        # next_tag - 1).
+        self.published = 0
+        self.acked = 0
         self.consumer_prefetch = 0  # basic.qos global=false: for consumers created later
         self.global_prefetch = 0  # basic.qos global=true: shared by the channel
         # Unacked consumer deliveries: what global_prefetch limits.  basic.get
@@ -178,6 +184,7 @@ class Channel:
 
     def ack(self, tag: int, multiple: bool) -> None:
         taken = self._take(tag, multiple)
+        self.acked += len(taken)
         self._settle(taken)
         self._redispatch(self._release(taken))
 

@@ -111,6 +111,7 @@ async def _serve_connection(broker: Broker, stream: trio.abc.Stream, gate: ReadG
                 if proto.out:
                     data = proto.take_output()
                     await stream.send_all(data)
+                    session.send_oct += len(data)
                     proto.mark_sent(trio.current_time())
                     session.drained()
                 if finished.is_set() and not proto.out:
@@ -156,6 +157,7 @@ async def _serve_connection(broker: Broker, stream: trio.abc.Stream, gate: ReadG
                     data = await stream.receive_some(RECV_SIZE)
                     if not data:
                         break
+                    session.recv_oct += len(data)
                     session.receive_data(data, trio.current_time())
                     if proto.closing and closing_deadline == math.inf:
                         closing_deadline = trio.current_time() + CLOSE_OK_TIMEOUT

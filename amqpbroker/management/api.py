@@ -1,0 +1,304 @@
+"""The request plumbing every route shares: authentication, path decoding, JSON
+bodies, list queries (columns, sort, pagination) and RabbitMQ's error bodies.
+
+A route is ``async def handler(api: Api) -> result``; the result is a Starlette
+``Response``, ``None`` (204 No Content, RabbitMQ's answer to a successful
+change), :data:`CREATED` (201), or anything JSON-serialisable (200).  Handlers
+are ``async`` on purpose: Starlette runs plain functions in a worker thread, and
+broker state may only be touched on the broker's thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import errors
+from ..broker.vhost import VirtualHost
+from . import users
+from .context import ManagementContext
+
+REALM = 'Basic realm="RabbitMQ Management"'
+# Sentinel result: 201 Created with an empty body.
+CREATED = object()
+
+
+class ApiError(Exception):
+    """An HTTP error in RabbitMQ's shape: ``{"error": ..., "reason": ...}``."""
+
+    def __init__(self, status: int, error: str, reason: Any) -> None:
+        super().__init__(f"{status} {error}: {reason}")
+        self.status = status
+        self.error = error
+        self.reason = reason
+
+    def response(self) -> Response:
+        return JSONResponse({"error": self.error, "reason": self.reason}, status_code=self.status)
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "Object Not Found", "Not Found")
+
+
+def bad_request(reason: Any) -> ApiError:
+    return ApiError(400, "bad_request", reason)
+
+
+def from_amqp(exc: errors.AMQPError) -> ApiError:
+    """How RabbitMQ's management plugin reports a refused AMQP operation."""
+    if exc.reply_code == errors.ACCESS_REFUSED:
+        return ApiError(401, "not_authorised", "Access refused.")
+    if exc.reply_code == errors.NOT_FOUND:
+        return ApiError(404, "not_found", exc.text)
+    return bad_request(exc.text)
+
+
+class Api:
+    """One authenticated request: its parameters, body and the broker context."""
+
+    def __init__(self, request: Request, ctx: ManagementContext, user: str) -> None:
+        self.request = request
+        self.ctx = ctx
+        self.user = user
+        self.broker = ctx.broker
+
+    def param(self, name: str) -> str:
+        """A path segment, percent-decoded (so ``%2F`` is the vhost ``/``)."""
+        return unquote(str(self.request.path_params[name]))
+
+    def query(self, name: str, default: str | None = None) -> str | None:
+        return self.request.query_params.get(name, default)
+
+    def vhost(self, name: str = "vhost") -> VirtualHost:
+        found = self.broker.vhosts.get(self.param(name))
+        if found is None:
+            raise not_found()
+        return found
+
+    def commit(self) -> None:
+        """Durable changes go to disk with the next group commit."""
+        store = self.broker.store
+        if store is not None and store.has_pending():
+            self.broker.request_commit()
+
+    async def body(self) -> dict[str, Any]:
+        """The JSON object body; an empty body counts as ``{}`` (RabbitMQ's PUTs)."""
+        raw = await self.request.body()
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise bad_request("not_json") from None
+        if not isinstance(data, dict):
+            raise bad_request("not_json")
+        return data
+
+
+Handler = Callable[[Api], Awaitable[Any]]
+
+
+def flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    """A boolean field of a request body ("true"/"false" strings accepted)."""
+    value = body.get(key, default)
+    if isinstance(value, str):
+        return value == "true"
+    if not isinstance(value, bool):
+        raise bad_request(f"{key} must be a boolean")
+    return value
+
+
+def _credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(encoded.strip()).decode("utf-8").partition(":")
+    except (binascii.Error, ValueError):
+        return None
+    return (user, password) if sep else None
+
+
+def authenticate(request: Request, ctx: ManagementContext) -> str:
+    creds = _credentials(request)
+    if creds is None:
+        raise _Unauthenticated()
+    peer = request.client.host if request.client is not None else ""
+    if not users.authenticate(ctx.broker, creds[0], creds[1], peer):
+        raise ApiError(401, "not_authorized", "Login failed")
+    return creds[0]
+
+
+class _Unauthenticated(Exception):
+    """No credentials at all: RabbitMQ answers 401 with an empty body."""
+
+
+def _unauthorised(error: ApiError | None = None) -> Response:
+    response = error.response() if error is not None else Response(status_code=401)
+    response.headers["www-authenticate"] = REALM
+    return response
+
+
+def endpoint(ctx: ManagementContext, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        try:
+            user = authenticate(request, ctx)
+            result = await handler(Api(request, ctx, user))
+        except _Unauthenticated:
+            return _unauthorised()
+        except ApiError as exc:
+            return _unauthorised(exc) if exc.status == 401 else exc.response()
+        except errors.AMQPError as exc:
+            return from_amqp(exc).response()
+        return render(request, result)
+
+    run.__name__ = handler.__name__
+    return run
+
+
+def render(request: Request, result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status_code=204)
+    if result is CREATED:
+        return Response(status_code=201)
+    if isinstance(result, list):
+        return JSONResponse(list_query(request, result))
+    return JSONResponse(result)
+
+
+# ------------------------------------------------------------- list queries
+
+
+def _lookup(item: Any, path: list[str]) -> Any:
+    for part in path:
+        if not isinstance(item, dict):
+            return None
+        item = item.get(part)
+    return item
+
+
+def _select(item: dict[str, Any], columns: list[list[str]]) -> dict[str, Any]:
+    picked: dict[str, Any] = {}
+    for path in columns:
+        value = _lookup(item, path)
+        if value is None and not _has(item, path):
+            continue
+        target = picked
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return picked
+
+
+def _has(item: Any, path: list[str]) -> bool:
+    for part in path:
+        if not isinstance(item, dict) or part not in item:
+            return False
+        item = item[part]
+    return True
+
+
+def _sort_key(path: list[str]) -> Callable[[Any], tuple[int, Any]]:
+    def key(item: Any) -> tuple[int, Any]:
+        value = _lookup(item, path)
+        if value is None:
+            return (0, 0)
+        if isinstance(value, bool | int | float):
+            return (1, value)
+        return (2, str(value))
+
+    return key
+
+
+def list_query(request: Request, items: list[Any]) -> Any:
+    """RabbitMQ's list parameters: ``sort``/``sort_reverse``, ``columns`` (dotted
+    paths), and ``page``/``page_size``/``name``(+``use_regex``) pagination, which
+    wraps the list in a page object."""
+    q = request.query_params
+    sort = q.get("sort")
+    if sort:
+        items = sorted(items, key=_sort_key(sort.split(".")))
+    if q.get("sort_reverse") == "true":
+        items = list(reversed(items))
+    page = q.get("page")
+    total = len(items)
+    if page is not None:
+        return _page(request, items, total)
+    return _columns(request, items)
+
+
+def _columns(request: Request, items: list[Any]) -> list[Any]:
+    columns = request.query_params.get("columns")
+    if not columns:
+        return items
+    paths = [c.split(".") for c in columns.split(",") if c]
+    return [_select(i, paths) if isinstance(i, dict) else i for i in items]
+
+
+def _page(request: Request, items: list[Any], total: int) -> dict[str, Any]:
+    import re
+
+    q = request.query_params
+    name = q.get("name")
+    if name:
+        if q.get("use_regex") == "true":
+            try:
+                pattern = re.compile(name)
+            except re.error:
+                raise bad_request("invalid regex") from None
+            items = [i for i in items if pattern.search(str(i.get("name", "")))]
+        else:
+            items = [i for i in items if name in str(i.get("name", ""))]
+    try:
+        page = int(q.get("page", "1"))
+        size = int(q.get("page_size", "100"))
+    except ValueError:
+        raise bad_request("page and page_size must be integers") from None
+    if page < 1 or not 1 <= size <= 500:
+        raise bad_request("invalid page or page_size")
+    filtered = len(items)
+    chunk = items[(page - 1) * size : page * size]
+    return {
+        "filtered_count": filtered,
+        "item_count": len(chunk),
+        "items": _columns(request, chunk),
+        "page": page,
+        "page_count": max(1, math.ceil(filtered / size)),
+        "page_size": size,
+        "total_count": total,
+    }
+
+
+class RouteTable:
+    """Routes declared next to their handlers: ``@routes.get("/api/x")``."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, list[str], Handler]] = []
+
+    def add(self, path: str, methods: list[str]) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.entries.append((path, methods, handler))
+            return handler
+
+        return register
+
+    def get(self, path: str) -> Callable[[Handler], Handler]:
+        return self.add(path, ["GET"])
+
+    def build(self, ctx: ManagementContext) -> list[Route]:
+        return [
+            Route(path, endpoint(ctx, handler), methods=methods)
+            for path, methods, handler in self.entries
+        ]

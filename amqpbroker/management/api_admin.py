@@ -1,0 +1,274 @@
+"""/api/vhosts, users, permissions, whoami, definitions, and the empty policy lists."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..broker.vhost import VirtualHost
+from . import definitions, users
+from .api import CREATED, Api, ApiError, RouteTable, bad_request, not_found
+from .api_overview import message_stats
+from .context import ManagementContext
+from .format import details
+from .totals import Snapshot
+
+routes = RouteTable()
+
+
+# ------------------------------------------------------------------ vhosts
+
+
+def _vhost_counts(ctx: ManagementContext, host: VirtualHost) -> dict[str, Any]:
+    ready = sum(len(q.ready) for q in host.queues.values())
+    unacked = sum(q.unacked for q in host.queues.values())
+    published = sum(max(q.next_seq - 1, 0) for q in host.queues.values())
+    recv = send = 0
+    for session in ctx.broker.sessions:
+        if session.vhost is host:
+            recv += session.recv_oct
+            send += session.send_oct
+    return {
+        "message_stats": message_stats(ctx, Snapshot(published=published)),
+        "messages": ready + unacked,
+        "messages_details": details(),
+        "messages_ready": ready,
+        "messages_ready_details": details(),
+        "messages_unacknowledged": unacked,
+        "messages_unacknowledged_details": details(),
+        "recv_oct": recv,
+        "recv_oct_details": details(),
+        "send_oct": send,
+        "send_oct_details": details(),
+    }
+
+
+def vhost_info(ctx: ManagementContext, host: VirtualHost) -> dict[str, Any]:
+    meta = ctx.vhost_meta.get(host.name, {})
+    description = str(meta.get("description", "Default virtual host" if host.name == "/" else ""))
+    tags = meta.get("tags", [])
+    info: dict[str, Any] = {
+        "cluster_state": {ctx.node: "running"},
+        "default_queue_type": "undefined",
+        "description": description,
+        "metadata": {"description": description, "tags": tags},
+        "name": host.name,
+        "tags": tags,
+        "tracing": False,
+    }
+    info.update(_vhost_counts(ctx, host))
+    return info
+
+
+@routes.get("/api/vhosts")
+async def list_vhosts(api: Api) -> Any:
+    return [vhost_info(api.ctx, h) for _, h in sorted(api.broker.vhosts.items())]
+
+
+@routes.get("/api/vhosts/{vhost}")
+async def show_vhost(api: Api) -> Any:
+    return vhost_info(api.ctx, api.vhost())
+
+
+@routes.add("/api/vhosts/{vhost}", ["PUT"])
+async def put_vhost(api: Api) -> Any:
+    name = api.param("vhost")
+    body = await api.body()
+    existed = name in api.broker.vhosts
+    api.broker.add_vhost(name)
+    meta: dict[str, Any] = {}
+    if isinstance(body.get("description"), str):
+        meta["description"] = body["description"]
+    tags = body.get("tags")
+    if isinstance(tags, str):
+        meta["tags"] = [t for t in tags.split(",") if t]
+    elif isinstance(tags, list):
+        meta["tags"] = [str(t) for t in tags]
+    if meta:
+        api.ctx.vhost_meta[name] = meta
+    api.commit()
+    return None if existed else CREATED
+
+
+@routes.add("/api/vhosts/{vhost}", ["DELETE"])
+async def delete_vhost(api: Api) -> Any:
+    host = api.vhost()
+    api.broker.delete_vhost(host.name)
+    api.ctx.vhost_meta.pop(host.name, None)
+    api.commit()
+    return None
+
+
+@routes.get("/api/vhosts/{vhost}/permissions")
+async def vhost_permissions(api: Api) -> Any:
+    host = api.vhost()
+    return [p for p in users.permissions(api.broker) if p["vhost"] == host.name]
+
+
+# ------------------------------------------------------------------- users
+
+
+@routes.get("/api/whoami")
+async def whoami(api: Api) -> Any:
+    return {"name": api.user, "tags": users.tags(api.broker, api.user, api.ctx.user_tags)}
+
+
+@routes.get("/api/users")
+async def list_users(api: Api) -> Any:
+    return [users.user_info(api.broker, n, api.ctx.user_tags) for n in users.names(api.broker)]
+
+
+@routes.get("/api/users/{user}")
+async def show_user(api: Api) -> Any:
+    name = api.param("user")
+    if not users.exists(api.broker, name):
+        raise not_found()
+    return users.user_info(api.broker, name, api.ctx.user_tags)
+
+
+@routes.add("/api/users/{user}", ["PUT"])
+async def put_user(api: Api) -> Any:
+    name = api.param("user")
+    body = await api.body()
+    password, hashed, tags = body.get("password"), body.get("password_hash"), body.get("tags")
+    if isinstance(tags, str):
+        tags = [t for t in tags.split(",") if t]
+    if password is None and hashed is None and not users.exists(api.broker, name):
+        raise bad_request("password or password_hash must be set")
+    try:
+        created = users.put_user(
+            api.broker,
+            name,
+            password=password if isinstance(password, str) else None,
+            hashed=hashed if isinstance(hashed, str) else None,
+            user_tags=[str(t) for t in tags] if isinstance(tags, list) else None,
+            extra=api.ctx.user_tags,
+        )
+    except users.UserError as exc:
+        raise bad_request(str(exc)) from None
+    api.commit()
+    return CREATED if created else None
+
+
+@routes.add("/api/users/{user}", ["DELETE"])
+async def delete_user(api: Api) -> Any:
+    name = api.param("user")
+    if not users.delete_user(api.broker, name):
+        raise not_found()
+    api.ctx.user_tags.pop(name, None)
+    api.commit()
+    return None
+
+
+@routes.get("/api/users/{user}/permissions")
+async def user_permissions(api: Api) -> Any:
+    name = api.param("user")
+    if not users.exists(api.broker, name):
+        raise not_found()
+    return [p for p in users.permissions(api.broker) if p["user"] == name]
+
+
+@routes.get("/api/permissions")
+async def list_permissions(api: Api) -> Any:
+    return users.permissions(api.broker)
+
+
+@routes.get("/api/permissions/{vhost}/{user}")
+async def show_permission(api: Api) -> Any:
+    host = api.vhost()
+    name = api.param("user")
+    for permission in users.permissions(api.broker):
+        if permission["vhost"] == host.name and permission["user"] == name:
+            return permission
+    raise not_found()
+
+
+@routes.add("/api/permissions/{vhost}/{user}", ["PUT"])
+async def put_permission(api: Api) -> Any:
+    host = api.vhost()
+    name = api.param("user")
+    if not users.exists(api.broker, name):
+        raise bad_request("no_such_user")
+    body = await api.body()
+    existed = any(
+        p["vhost"] == host.name and p["user"] == name for p in users.permissions(api.broker)
+    )
+    try:
+        users.set_permission(api.broker, name, host.name, body)
+    except users.UserError as exc:
+        raise bad_request(str(exc)) from None
+    api.commit()
+    return None if existed else CREATED
+
+
+@routes.add("/api/permissions/{vhost}/{user}", ["DELETE"])
+async def delete_permission(api: Api) -> Any:
+    host = api.vhost()
+    name = api.param("user")
+    if not users.exists(api.broker, name):
+        raise not_found()
+    users.clear_permission(api.broker, name, host.name)
+    api.commit()
+    return None
+
+
+# ------------------------------------------------- policies and parameters
+
+
+@routes.get("/api/policies")
+async def policies(api: Api) -> Any:
+    return []
+
+
+@routes.get("/api/policies/{vhost}")
+async def vhost_policies(api: Api) -> Any:
+    api.vhost()
+    return []
+
+
+@routes.get("/api/parameters")
+async def parameters(api: Api) -> Any:
+    return []
+
+
+@routes.get("/api/global-parameters")
+async def global_parameters(api: Api) -> Any:
+    return []
+
+
+# ------------------------------------------------------------- definitions
+
+
+@routes.get("/api/definitions")
+async def export_all(api: Api) -> Any:
+    return definitions.export_all(api.ctx)
+
+
+@routes.get("/api/definitions/{vhost}")
+async def export_vhost(api: Api) -> Any:
+    return definitions.export_vhost(api.vhost())
+
+
+async def _import(api: Api, vhost: str | None) -> Any:
+    raw = await api.request.body()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise bad_request("failed_to_parse_json") from None
+    try:
+        definitions.import_definitions(api.ctx, data, vhost)
+    except definitions.DefinitionsError as exc:
+        raise ApiError(400, "bad_request", exc.reason) from None
+    finally:
+        api.commit()
+    return None
+
+
+@routes.add("/api/definitions", ["POST"])
+async def import_all(api: Api) -> Any:
+    return await _import(api, None)
+
+
+@routes.add("/api/definitions/{vhost}", ["POST"])
+async def import_vhost(api: Api) -> Any:
+    return await _import(api, api.vhost().name)

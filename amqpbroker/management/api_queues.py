@@ -1,0 +1,123 @@
+"""/api/queues: list, declare, delete, purge, get messages, the queue's bindings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..broker.queue import Queue
+from . import messages
+from .api import CREATED, Api, RouteTable, bad_request, flag, not_found
+from .format import iter_bindings, queue_info, unacked_by_queue
+
+routes = RouteTable()
+
+
+def _queue(api: Api) -> Queue:
+    queue = api.vhost().queues.get(api.param("name"))
+    if queue is None:
+        raise not_found()
+    return queue
+
+
+def _list(api: Api, queues: list[Queue]) -> list[dict[str, Any]]:
+    unacked = unacked_by_queue(api.broker.sessions)
+    return [queue_info(api.ctx, q, unacked) for q in sorted(queues, key=_order)]
+
+
+def _order(queue: Queue) -> tuple[str, str]:
+    return (queue.vhost, queue.name)
+
+
+@routes.get("/api/queues")
+async def list_all(api: Api) -> Any:
+    return _list(api, [q for v in api.broker.vhosts.values() for q in v.queues.values()])
+
+
+@routes.get("/api/queues/{vhost}")
+async def list_vhost(api: Api) -> Any:
+    return _list(api, list(api.vhost().queues.values()))
+
+
+@routes.get("/api/queues/{vhost}/{name}")
+async def show(api: Api) -> Any:
+    queue = _queue(api)
+    return queue_info(api.ctx, queue, unacked_by_queue(api.broker.sessions), detail=True)
+
+
+@routes.add("/api/queues/{vhost}/{name}", ["PUT"])
+async def declare(api: Api) -> Any:
+    host = api.vhost()
+    body = await api.body()
+    arguments = body.get("arguments") or {}
+    if not isinstance(arguments, dict):
+        raise bad_request("arguments must be an object")
+    name = api.param("name")
+    existed = name in host.queues
+    host.declare_queue(
+        name,
+        owner=None,
+        durable=flag(body, "durable", True),
+        auto_delete=flag(body, "auto_delete", False),
+        arguments=arguments,
+    )
+    api.commit()
+    return None if existed else CREATED
+
+
+@routes.add("/api/queues/{vhost}/{name}", ["DELETE"])
+async def delete(api: Api) -> Any:
+    host = api.vhost()
+    queue = _queue(api)
+    host.delete_queue(
+        queue,
+        if_unused=api.query("if-unused") == "true",
+        if_empty=api.query("if-empty") == "true",
+    )
+    api.commit()
+    return None
+
+
+@routes.add("/api/queues/{vhost}/{name}/contents", ["DELETE"])
+async def purge(api: Api) -> Any:
+    _queue(api).purge()
+    api.commit()
+    return None
+
+
+@routes.add("/api/queues/{vhost}/{name}/get", ["POST"])
+async def get(api: Api) -> Any:
+    host = api.vhost()
+    queue = _queue(api)
+    body = await api.body()
+    count = body.get("count", 1)
+    truncate = body.get("truncate")
+    if not isinstance(count, int) or count < 0:
+        raise bad_request("count must be a non-negative integer")
+    if truncate is not None and (not isinstance(truncate, int) or truncate < 0):
+        raise bad_request("truncate must be a non-negative integer")
+    if "ackmode" not in body:
+        raise bad_request("ackmode is required")
+    try:
+        return messages.get(
+            api.ctx,
+            host,
+            api.user,
+            queue.name,
+            count=count,
+            ackmode=str(body["ackmode"]),
+            encoding=str(body.get("encoding", "auto")),
+            truncate=truncate,
+        )
+    except messages.BadMessage as exc:
+        raise bad_request(str(exc)) from None
+
+
+@routes.get("/api/queues/{vhost}/{name}/bindings")
+async def bindings(api: Api) -> Any:
+    host = api.vhost()
+    queue = _queue(api)
+    return [
+        b
+        for b in iter_bindings(host)
+        if b["destination_type"] == "queue" and b["destination"] == queue.name
+    ]
