@@ -76,6 +76,11 @@ async def put_vhost(api: Api) -> Any:
     body = await api.body()
     existed = name in api.broker.vhosts
     api.broker.add_vhost(name)
+    if not existed:
+        # As RabbitMQ's API: whoever creates a vhost gets full permissions on it.
+        full = {"configure": users.FULL_ACCESS, "write": users.FULL_ACCESS,
+                "read": users.FULL_ACCESS}  # fmt: skip
+        users.set_permission(api.broker, api.user, name, full)
     meta: dict[str, Any] = {}
     if isinstance(body.get("description"), str):
         meta["description"] = body["description"]

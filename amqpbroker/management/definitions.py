@@ -30,7 +30,11 @@ from .format import exchange_definition, iter_bindings, queue_definition
 log = logging.getLogger("amqpbroker.management")
 
 # Sections we read; anything else in a file is ignored, as RabbitMQ does.
-SKIPPED_WITH_WARNING = ("policies", "parameters", "topic_permissions")
+SKIPPED_WITH_WARNING = {
+    "policies": "policy",
+    "parameters": "runtime parameter",
+    "topic_permissions": "topic permission",
+}
 
 
 class DefinitionsError(Exception):
@@ -151,9 +155,9 @@ def import_definitions(ctx: ManagementContext, data: Any, vhost: str | None = No
                     ctx.vhost_meta[name] = meta
         for item in _list(data, "permissions"):
             _import_permission(ctx, item)
-    for key in SKIPPED_WITH_WARNING:
+    for key, what in SKIPPED_WITH_WARNING.items():
         for item in _list(data, key):
-            warn(f"{key[:-1].replace('_', ' ')} {item.get('name', '')!r} skipped: not supported")
+            warn(f"{what} {item.get('name', item.get('user', ''))!r} skipped: not supported")
     try:
         for item in _list(data, "queues"):
             _target(ctx, item, vhost).declare_queue(
