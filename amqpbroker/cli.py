@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from . import __version__
+from . import __version__, cli_security
 from .broker.broker import Broker
 from .config import DEFAULT_CONSUMER_TIMEOUT, DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, Settings
 from .server.server import Server
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="apply a RabbitMQ definitions file (JSON) at start",
     )
+    cli_security.add_arguments(parser)
     return parser
 
 
@@ -218,6 +219,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         management_host=args.management_host,
         management_port=args.management_port,
         load_definitions=args.load_definitions,
+        **cli_security.settings_from(args),
     )
 
 
@@ -244,13 +246,28 @@ async def run(broker: Broker, management: ManagementContext | None = None) -> No
         nursery.cancel_scope.cancel()
 
 
+def ctl_main(argv: list[str]) -> int:
+    """``amqpbroker ctl``: with ``--data-dir``, users / permissions / vhosts of a stopped
+    broker, changed in its data dir (admin.py); without, the management API client for a
+    running broker (management/ctl.py), or the default data dir when there is none."""
+    if any(arg == "--data-dir" or arg.startswith("--data-dir=") for arg in argv):
+        from . import admin
+
+        return admin.main(argv)
+    try:
+        from .management import ctl
+    except ImportError:
+        from . import admin
+
+        return admin.main(argv)
+    return int(ctl.main(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv[:1] == ["ctl"]:
-        from .management import ctl
-
-        return ctl.main(argv[1:])
+        return ctl_main(argv[1:])
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     logging.basicConfig(

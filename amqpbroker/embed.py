@@ -174,8 +174,10 @@ class Broker:
         return trio.from_thread.run_sync(func, *args, trio_token=self._token)
 
     def add_vhost(self, name: str) -> None:
+        """Create ``name`` (if new) and give the default user (guest) full access to it,
+        so the ``url_for(name)`` credentials work there."""
         assert self.core is not None
-        self.call(self.core.add_vhost, name)
+        self.call(_add_vhost, self.core, name)
 
     def delete_vhost(self, name: str) -> None:
         assert self.core is not None
@@ -206,6 +208,11 @@ def _management(core: BrokerCore, settings: Settings) -> tuple[ManagementContext
     if not settings.management:
         return None
     return ctx, bind(settings.management_host, settings.management_port)
+
+
+def _add_vhost(core: BrokerCore, name: str) -> None:
+    core.add_vhost(name)
+    core.grant_default_user(name)
 
 
 @attrs.define

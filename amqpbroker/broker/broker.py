@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 import attrs
 
 from .. import __version__
+from ..auth.users import FULL_ACCESS, UserDB
 from ..config import Settings
 from ..protocol.connection import parse_amqplain, parse_plain
 from ..store import MEMORY, open_store
 from ..store.base import Store
+from . import permissions
 from .ack_timeout import AckTimeouts
 from .alarms import Alarms
 from .exchanges.default import DefaultExchange
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from .channel import Channel
     from .recovery import RecoveryStats
     from .session import Session
+
+
+log = logging.getLogger("amqpbroker.auth")
 
 
 def _noop() -> None:
@@ -71,7 +76,12 @@ class Broker:
         # Live direct reply-to names -> where their replies go (reply_to.py).
         self.reply_queues: dict[str, ReplyQueue] = {}
         self.vhosts: dict[str, VirtualHost] = {}
-        self.users: dict[str, str] = {self.settings.default_user: self.settings.default_pass}
+        # Users, password hashes and permissions (auth/users.py). With a store they
+        # come from open() (first boot: the default user); without one, the default
+        # user with full access to "/", as RabbitMQ's first boot.
+        self.users = UserDB(store)
+        if store is None:
+            self.users.seed(self.settings.default_user, self.settings.default_pass, ["/"])
         self.sessions: set[Session] = set()
         # Message and churn totals of closed connections (management, metrics).
         self.totals = Totals()
@@ -104,6 +114,12 @@ class Broker:
         try:
             broker = cls(settings, store)
             broker.recovered = recover(broker, definitions)
+            broker.users.restore(
+                definitions,
+                default_user=settings.default_user,
+                default_pass=settings.default_pass,
+                vhosts=sorted(broker.vhosts),
+            )
         except BaseException:
             store.close()
             raise
@@ -173,6 +189,8 @@ class Broker:
         if vhost is None:
             vhost = self.vhosts[name] = VirtualHost(name)
             vhost.on_queue_deleted = self._queue_deleted
+            # Server-named queues are permission-checked once their name is drawn.
+            vhost.on_server_named = permissions.check_server_named
             vhost.store = self.store
             vhost.timers = self.timers
             # Replies to amq.rabbitmq.reply-to.* names route through the default exchange.
@@ -192,6 +210,14 @@ class Broker:
             vhost.remove_queue(queue)
         if self.store is not None:
             self.store.delete_vhost(name)
+        self.users.vhost_deleted(name)
+
+    def grant_default_user(self, vhost: str) -> None:
+        """Full permissions on ``vhost`` for the default user, if it exists: what vhosts
+        made through the embedding API and the pytest plugin get, so guest can use them."""
+        name = self.settings.default_user
+        if self.users.get(name) is not None:
+            self.users.set_permissions(name, vhost, *FULL_ACCESS)
 
     def _queue_deleted(self, queue: Queue) -> None:
         sessions = {consumer.channel.session for consumer in queue.consumers}
@@ -201,17 +227,43 @@ class Broker:
 
     # -------------------------------------------------------------- users
 
-    def authenticate(self, mechanism: str, response: bytes, peer: str) -> str | None:
-        creds = parse_plain(response) if mechanism == "PLAIN" else parse_amqplain(response)
-        if creds is None:
-            return None
-        user, password = creds
-        expected = self.users.get(user)
-        # compare_digest: no timing signal about how much of the password matched.
-        if expected is None or not hmac.compare_digest(
-            expected.encode("utf-8"), password.encode("utf-8")
-        ):
-            return None
+    def authenticate(
+        self, mechanism: str, response: bytes, peer: str, *, cert_user: str | None = None
+    ) -> str | None:
+        """The user a login is for, or None to refuse it (the reason is logged, never
+        the password).  ``cert_user``: the name a verified TLS client certificate gives,
+        the only input of EXTERNAL."""
+        if mechanism == "EXTERNAL":
+            user = cert_user
+            if user is None:
+                log.warning("EXTERNAL login refused from %s: no client certificate", peer)
+                return None
+            if self.users.get(user) is None:
+                log.warning(
+                    "EXTERNAL login refused from %s: user '%s' - invalid credentials", peer, user
+                )
+                return None
+        else:
+            creds = parse_plain(response) if mechanism == "PLAIN" else parse_amqplain(response)
+            if creds is None:
+                log.warning("%s login refused from %s: malformed response", mechanism, peer)
+                return None
+            user, password = creds
+            if not self.users.check_password(user, password):
+                # RabbitMQ's wording; the same for an unknown user and a wrong password.
+                log.warning(
+                    "%s login refused from %s: user '%s' - invalid credentials",
+                    mechanism,
+                    peer,
+                    user,
+                )
+                return None
         if user in self.settings.loopback_users and not is_loopback(peer):
+            log.warning(
+                "%s login refused from %s: user '%s' can only connect via localhost",
+                mechanism,
+                peer,
+                user,
+            )
             return None
         return user

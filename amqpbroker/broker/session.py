@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..protocol import frames
 from ..protocol.connection import AMQPConnection
-from . import methods
+from . import methods, permissions
 from .channel import Channel
 from .message import Message
 from .queue import Queue
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("amqpbroker.connection")
 
+# SASL mechanisms offered to every client (RabbitMQ's default auth_mechanisms).
+MECHANISMS = ("PLAIN", "AMQPLAIN")
 # Stop delivering to a connection with this much unsent output; a slow consumer
 # then holds messages in its queue instead of growing our buffer without bound.
 HIGH_WATER = 4 * 1024 * 1024
@@ -41,9 +43,19 @@ def _noop() -> None:
 
 
 class Session:
-    def __init__(self, broker: Broker, peer: str = "", *, now: float = 0.0) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        peer: str = "",
+        *,
+        now: float = 0.0,
+        cert_user: str | None = None,
+    ) -> None:
         self.broker = broker
         self.peer = peer
+        # The user name a verified TLS client certificate gives: EXTERNAL is offered
+        # only then (as RabbitMQ's rabbitmq_auth_mechanism_ssl).
+        self.cert_user = cert_user
         settings = broker.settings
         self.proto = AMQPConnection(
             self,
@@ -53,6 +65,7 @@ class Session:
             max_message_size=settings.max_message_size,
             information=f"amqpbroker {broker.version}",
             now=now,
+            mechanisms=MECHANISMS if cert_user is None else (*MECHANISMS, "EXTERNAL"),
         )
         self.channels: dict[int, Channel] = {}
         self.vhost: VirtualHost | None = None
@@ -119,15 +132,17 @@ class Session:
     # ---------------------------------------------------- protocol.Handler
 
     def authenticate(self, mechanism: str, response: bytes) -> str | None:
-        user = self.broker.authenticate(mechanism, response, self.peer)
-        if user is None:
-            log.warning("login refused on %s (mechanism %s)", self.peer, mechanism)
-        return user
+        # Refusals are logged by the broker, with the reason and never the password.
+        return self.broker.authenticate(mechanism, response, self.peer, cert_user=self.cert_user)
 
     def open_vhost(self, user: str, vhost: str) -> None:
         host = self.broker.vhosts.get(vhost)
         if host is None:
             raise errors.NotAllowed(f"vhost {vhost} not found")
+        # Any permission record, even three empty patterns, grants access (RabbitMQ).
+        if self.broker.users.permission(user, vhost) is None:
+            log.warning("connection %s: user '%s' may not use vhost '%s'", self.peer, user, vhost)
+            raise errors.NotAllowed(f"access to vhost '{vhost}' refused for user '{user}'")
         self.vhost = host
         self.user = user
         self.broker.totals.connections_opened += 1
@@ -150,13 +165,16 @@ class Session:
             raise errors.CommandInvalid(
                 f"unimplemented method {key >> 16}.{key & 0xFFFF}",
             )
-        handler(self, self.channels[channel], payload)
+        ch = self.channels[channel]
+        permissions.check_method(self, ch, key, payload)
+        handler(self, ch, payload)
 
     def on_publish(self, channel: int, method_payload: bytes, header: bytes, body: bytes) -> None:
         if not self.published:
             self.published = True
             if self.broker.alarms.blocking:
                 self.broker.alarms.notify_blocked(self)
+        permissions.check_publish(self, method_payload)
         ch = self.channels[channel]
         ch.published += 1  # metrics: the one increment per message
         methods.basic_publish(self, ch, method_payload, header, body)

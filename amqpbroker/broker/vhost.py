@@ -108,6 +108,9 @@ class VirtualHost:
         # Called with each queue / exchange deleted (consumer cancel notifications,
         # store cleanup); set by the broker.
         self.on_queue_deleted: Callable[[Queue], None] | None = None
+        # Called as (owner, name, arguments) when a server-named queue has its name,
+        # before it is created: RabbitMQ checks configure permission on that name.
+        self.on_server_named: Callable[[Any, str, dict[str, Any]], None] | None = None
         # Where durable entities are recorded (None: a transient broker).
         self.store: Store | None = None
         # The broker's clock and deadlines (TTLs, x-expires); set by the broker.
@@ -247,6 +250,8 @@ class VirtualHost:
             if not name:
                 check_server_named(arguments)
                 name = server_generated_name()
+                if self.on_server_named is not None:
+                    self.on_server_named(owner, name, arguments)
             elif name.startswith("amq."):
                 raise errors.AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
             # Only a new queue's arguments are validated; a redeclare compares them.

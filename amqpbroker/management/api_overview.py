@@ -181,7 +181,24 @@ def _node(ctx: ManagementContext) -> dict[str, Any]:
         "enabled_plugins": ["rabbitmq_management", "rabbitmq_prometheus"],
         "applications": [],
         "exchange_types": EXCHANGE_TYPES,
+        "mem_used": _rss(),
+        "mem_limit": 0,
+        "mem_alarm_limit": 0,
+        "disk_free": 0,
+        "disk_free_limit": ctx.broker.settings.disk_free_limit,
+        "fd_used": 0,
+        "sockets_used": len(ctx.broker.sessions),
+        "proc_used": 0,
     }
+
+
+def _rss() -> int:
+    """Resident memory of this process in bytes (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 @routes.get("/api/nodes")

@@ -89,12 +89,10 @@ async def get(api: Api) -> Any:
     host = api.vhost()
     queue = _queue(api)
     body = await api.body()
-    count = body.get("count", 1)
-    truncate = body.get("truncate")
-    if not isinstance(count, int) or count < 0:
+    count = _count(body, "count", 1)
+    truncate = _count(body, "truncate", None)
+    if count is None:
         raise bad_request("count must be a non-negative integer")
-    if truncate is not None and (not isinstance(truncate, int) or truncate < 0):
-        raise bad_request("truncate must be a non-negative integer")
     if "ackmode" not in body:
         raise bad_request("ackmode is required")
     try:
@@ -110,6 +108,20 @@ async def get(api: Api) -> Any:
         )
     except messages.BadMessage as exc:
         raise bad_request(str(exc)) from None
+
+
+def _count(body: dict[str, Any], key: str, default: int | None) -> int | None:
+    """A non-negative integer field; rabbitmqadmin sends them as strings."""
+    value = body.get(key, default)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise bad_request(f"{key} must be a non-negative integer") from None
+    if number < 0 or isinstance(value, bool | float):
+        raise bad_request(f"{key} must be a non-negative integer")
+    return number
 
 
 @routes.get("/api/queues/{vhost}/{name}/bindings")

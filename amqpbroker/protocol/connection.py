@@ -175,8 +175,11 @@ class AMQPConnection:
         version: str = "3.10.8",
         information: str = "",
         now: float = 0.0,
+        mechanisms: tuple[str, ...] = ("PLAIN", "AMQPLAIN"),
     ) -> None:
         self.handler = handler
+        # Offered in connection.start; any other choice in start-ok is refused.
+        self.mechanisms = mechanisms
         self.phase = Phase.AWAIT_HEADER
         self.reader = frames.FrameReader(PRE_AUTH_FRAME_MAX)
         self.out: list[bytes] = []
@@ -272,7 +275,7 @@ class AMQPConnection:
                 version_major=0,
                 version_minor=9,
                 server_properties=self._server_properties,
-                mechanisms="PLAIN AMQPLAIN",
+                mechanisms=" ".join(self.mechanisms),
                 locales="en_US",
             ),
         )
@@ -466,11 +469,14 @@ class AMQPConnection:
         response = method.response
         if isinstance(response, str):
             response = response.encode("utf-8", "surrogateescape")
-        if mechanism not in ("PLAIN", "AMQPLAIN"):
+        if mechanism not in self.mechanisms:
             raise errors.CommandInvalid(f"unknown authentication mechanism '{mechanism}'")
         user = self.handler.authenticate(mechanism, response)
         if user is None:
-            who = parse_plain(response) if mechanism == "PLAIN" else parse_amqplain(response)
+            if mechanism == "EXTERNAL":
+                who = None
+            else:
+                who = parse_plain(response) if mechanism == "PLAIN" else parse_amqplain(response)
             self.close_reason = f"login refused for user '{who[0] if who else '?'}'"
             if self.wants("authentication_failure_close"):
                 self.close_connection(

@@ -14,11 +14,13 @@ from amqpbroker.store.base import (
     Definitions,
     ExchangeRecord,
     MessageRecord,
+    PermissionRecord,
     QueueRecord,
     Store,
     StoreError,
+    UserRecord,
 )
-from amqpbroker.store.datadir import default_data_dir
+from amqpbroker.store.datadir import DataDirLocked, default_data_dir
 from amqpbroker.store.memory import MemoryImage, MemoryStore
 
 if TYPE_CHECKING:
@@ -30,15 +32,18 @@ __all__ = [
     "MEMORY",
     "SYNC_MODES",
     "BindingRecord",
+    "DataDirLocked",
     "Definitions",
     "ExchangeRecord",
     "MemoryImage",
     "MemoryStore",
     "MessageRecord",
+    "PermissionRecord",
     "QueueRecord",
     "SQLiteStore",
     "Store",
     "StoreError",
+    "UserRecord",
     "default_data_dir",
     "open_store",
 ]

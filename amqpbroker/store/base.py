@@ -86,6 +86,29 @@ class BindingRecord:
 
 
 @attrs.frozen
+class UserRecord:
+    """A user as RabbitMQ's definitions hold it. ``password_hash`` is base64 of a 4-byte salt
+    and the digest of salt + password (amqpbroker.auth.passwords), "" for a user that cannot
+    log in with a password; ``tags`` are free-form (administrator, management, ...)."""
+
+    name: str
+    password_hash: str
+    hashing_algorithm: str
+    tags: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class PermissionRecord:
+    """A user's permissions in one vhost: three regular expressions, as in RabbitMQ."""
+
+    user: str
+    vhost: str
+    configure: str
+    write: str
+    read: str
+
+
+@attrs.frozen
 class Definitions:
     """Everything ``open()`` recovered, in a stable order: vhosts by name, exchanges by
     (vhost, name), queues by queue_id, bindings by their fields.
@@ -102,6 +125,11 @@ class Definitions:
     # False when the previous run did not close() the store (killed, crashed): any
     # recovered message may then have been delivered without its mark being committed.
     clean_shutdown: bool = True
+    # Users by name; None when no user was ever put or deleted (a new store, or one
+    # written before users existed): the broker then creates its default user.
+    users: list[UserRecord] | None = None
+    # Permissions by (user, vhost).
+    permissions: list[PermissionRecord] = attrs.Factory(list)
 
 
 class Store(abc.ABC):
@@ -119,15 +147,21 @@ class Store(abc.ABC):
     # -- lifecycle ---------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def open(self) -> Definitions:
+    def open(self, *, admin: bool = False) -> Definitions:
         """Take exclusive use of the data and return what survived the previous run.
 
         Opening drops what must not survive a restart: non-durable exchanges and queues, the
         messages of those queues, and bindings from or to them. Everything committed before is
         visible, whether the previous run closed cleanly or crashed; anything only buffered then
         is gone. A location can be open in one store at a time: a second ``open()`` on the same
-        data, from this or another process, raises ``StoreError``, as does any startup failure
-        (each with a one-line message). Call it once, before any other method.
+        data, from this or another process, raises ``StoreError`` (``DataDirLocked`` when
+        another store holds it), as does any startup failure (each with a one-line message).
+        Call it once, before any other method.
+
+        ``admin=True`` opens a stopped broker's data for offline administration (``amqpbroker
+        ctl``): it is locked as usual, but nothing that belongs to a broker run changes, so
+        transient entities stay for the next run to drop, and the next ``open()`` still sees
+        whether the last *broker* run shut down cleanly (``close()`` leaves that flag alone).
         """
 
     @abc.abstractmethod
@@ -152,8 +186,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete_vhost(self, name: str) -> None:
         """Delete vhost ``name`` with everything in it, in one transaction: its exchanges,
-        queues (with their messages) and bindings. Buffered message operations for those queues
-        are discarded at the next commit. Deleting a missing vhost does nothing."""
+        queues (with their messages), bindings and user permissions (a new vhost of the same
+        name must not inherit them). Buffered message operations for those queues are
+        discarded at the next commit. Deleting a missing vhost does nothing."""
 
     @abc.abstractmethod
     def put_exchange(self, rec: ExchangeRecord) -> None:
@@ -193,6 +228,27 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete_binding(self, rec: BindingRecord) -> None:
         """Remove the binding equal to ``rec`` (all six fields). A missing one does nothing."""
+
+    # -- users and permissions: written and committed before returning ------------------------
+
+    @abc.abstractmethod
+    def put_user(self, rec: UserRecord) -> None:
+        """Create user ``rec.name`` or replace all its fields. From the first put_user or
+        delete_user on, ``open()`` returns ``Definitions.users`` as a list, never None."""
+
+    @abc.abstractmethod
+    def delete_user(self, name: str) -> None:
+        """Delete the user and all its permissions, in one transaction. A missing user does
+        nothing (but still counts for ``Definitions.users`` as in put_user)."""
+
+    @abc.abstractmethod
+    def put_permission(self, rec: PermissionRecord) -> None:
+        """Set (rec.user, rec.vhost)'s permissions, replacing earlier ones. The store checks
+        neither the user nor the vhost; ``delete_vhost`` and ``delete_user`` remove them."""
+
+    @abc.abstractmethod
+    def delete_permission(self, user: str, vhost: str) -> None:
+        """Remove the user's permissions in the vhost; missing ones do nothing."""
 
     # -- messages: buffered until the next commit() -------------------------------------------
 

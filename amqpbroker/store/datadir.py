@@ -27,6 +27,15 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("amqpbroker", appauthor=False))
 
 
+class DataDirLocked(StoreError):
+    """Another store (a running broker, most likely) holds the data dir; ``pid`` is the
+    holder's process id as it wrote it, or "unknown"."""
+
+    def __init__(self, message: str, pid: str) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
 def startup_error(data_dir: Path, cause: str) -> StoreError:
     return StoreError(f"cannot open data dir {data_dir}: {cause}")
 
@@ -83,8 +92,9 @@ class DataDirLock:
         except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
-            raise startup_error(
-                data_dir, f"locked by another broker process (pid {holder})"
+            raise DataDirLocked(
+                str(startup_error(data_dir, f"locked by another broker process (pid {holder})")),
+                holder,
             ) from None
         except OSError as exc:
             os.close(fd)

@@ -25,9 +25,11 @@ from amqpbroker.store.base import (
     Definitions,
     ExchangeRecord,
     MessageRecord,
+    PermissionRecord,
     QueueRecord,
     Store,
     StoreError,
+    UserRecord,
 )
 from amqpbroker.store.pending import DELIVERED, ENQUEUE, PURGE, REMOVE, Op, PendingOps
 
@@ -50,6 +52,9 @@ class MemoryImage:
     max_seq: int = 0
     last_queue_id: int = 0
     clean_shutdown: bool = True
+    # None until the first put_user / delete_user (Definitions.users).
+    users: dict[str, UserRecord] | None = None
+    permissions: dict[tuple[str, str], PermissionRecord] = attrs.Factory(dict)
     # The store that has the image open, like the flock on a SQLite data dir.
     owner: object | None = None
 
@@ -61,13 +66,14 @@ class MemoryStore(Store):
         # Serialises everything that reads or writes the image.
         self._lock = threading.Lock()
         self._state = "new"
+        self._admin = False
 
     def __repr__(self) -> str:
         return f"MemoryStore({self._state})"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def open(self) -> Definitions:
+    def open(self, *, admin: bool = False) -> Definitions:
         with self._lock:
             if self._state != "new":
                 raise StoreError(f"memory store is {self._state}; open() it only once")
@@ -76,9 +82,12 @@ class MemoryStore(Store):
                 raise StoreError("memory image is already open in another store")
             image.owner = self
             self._state = "open"
-            self._drop_transient()
+            self._admin = admin
+            if not admin:
+                self._drop_transient()
             definitions = self._definitions()
-            image.clean_shutdown = False  # until close()
+            if not admin:
+                image.clean_shutdown = False  # until close()
             return definitions
 
     def close(self) -> None:
@@ -87,7 +96,8 @@ class MemoryStore(Store):
             return
         try:
             self.commit()
-            self._image.clean_shutdown = True
+            if not self._admin:
+                self._image.clean_shutdown = True
         finally:
             with self._lock:
                 self._release("closed")
@@ -131,8 +141,16 @@ class MemoryStore(Store):
             BindingRecord(v, s, k, d, rk, decode_arguments(args))
             for (v, s, k, d, rk, args) in sorted(image.bindings)
         ]
+        users = None if image.users is None else [image.users[n] for n in sorted(image.users)]
         return Definitions(
-            sorted(image.vhosts), exchanges, queues, bindings, image.max_seq, image.clean_shutdown
+            sorted(image.vhosts),
+            exchanges,
+            queues,
+            bindings,
+            image.max_seq,
+            image.clean_shutdown,
+            users,
+            [image.permissions[key] for key in sorted(image.permissions)],
         )
 
     # -- entities ----------------------------------------------------------------------------
@@ -152,6 +170,7 @@ class MemoryStore(Store):
                 if vhost == name:
                     self._delete_exchange(vhost, exchange)
             image.bindings = {b for b in image.bindings if b[0] != name}
+            image.permissions = {k: p for k, p in image.permissions.items() if k[1] != name}
 
     def put_exchange(self, rec: ExchangeRecord) -> None:
         args = encode_arguments(rec.arguments)
@@ -224,6 +243,31 @@ class MemoryStore(Store):
         row = _binding_row(rec)
         with self._lock:
             self._check_open().bindings.discard(row)
+
+    # -- users and permissions ---------------------------------------------------------------
+
+    def put_user(self, rec: UserRecord) -> None:
+        with self._lock:
+            image = self._check_open()
+            if image.users is None:
+                image.users = {}
+            image.users[rec.name] = rec
+
+    def delete_user(self, name: str) -> None:
+        with self._lock:
+            image = self._check_open()
+            if image.users is None:
+                image.users = {}
+            image.users.pop(name, None)
+            image.permissions = {k: p for k, p in image.permissions.items() if k[0] != name}
+
+    def put_permission(self, rec: PermissionRecord) -> None:
+        with self._lock:
+            self._check_open().permissions[rec.user, rec.vhost] = rec
+
+    def delete_permission(self, user: str, vhost: str) -> None:
+        with self._lock:
+            self._check_open().permissions.pop((user, vhost), None)
 
     # -- messages ----------------------------------------------------------------------------
 

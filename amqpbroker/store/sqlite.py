@@ -15,6 +15,7 @@ path is plain sqlite3 with the SQL as named module constants.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 import urllib.parse
@@ -29,9 +30,11 @@ from amqpbroker.store.base import (
     Definitions,
     ExchangeRecord,
     MessageRecord,
+    PermissionRecord,
     QueueRecord,
     Store,
     StoreError,
+    UserRecord,
 )
 from amqpbroker.store.datadir import (
     DB_FILE,
@@ -112,6 +115,26 @@ SELECT_EXCHANGES: Final = (
 SELECT_QUEUES: Final = (
     "SELECT vhost, name, durable, auto_delete, arguments, queue_id FROM queues ORDER BY queue_id"
 )
+# -- users and permissions -------------------------------------------------------------------
+USERS_INITIALIZED: Final = (
+    "INSERT OR REPLACE INTO meta (key, value) VALUES ('users_initialized', 1)"
+)
+UPSERT_USER: Final = (
+    "INSERT OR REPLACE INTO users (name, password_hash, hashing_algorithm, tags)"
+    " VALUES (?, ?, ?, ?)"
+)
+DELETE_USER: Final = "DELETE FROM users WHERE name = ?"
+DELETE_USER_PERMISSIONS: Final = "DELETE FROM permissions WHERE user = ?"
+UPSERT_PERMISSION: Final = (
+    "INSERT OR REPLACE INTO permissions (user, vhost, configure, write, read)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+DELETE_PERMISSION: Final = "DELETE FROM permissions WHERE user = ? AND vhost = ?"
+DELETE_VHOST_PERMISSIONS: Final = "DELETE FROM permissions WHERE vhost = ?"
+SELECT_USERS: Final = "SELECT name, password_hash, hashing_algorithm, tags FROM users ORDER BY name"
+SELECT_PERMISSIONS: Final = (
+    "SELECT user, vhost, configure, write, read FROM permissions ORDER BY user, vhost"
+)
 SELECT_BINDINGS: Final = (
     "SELECT vhost, source, destination_kind, destination, routing_key, arguments"
     " FROM bindings ORDER BY vhost, source, destination_kind, destination, routing_key,"
@@ -137,13 +160,15 @@ class SQLiteStore(Store):
         # Live queue ids, so a commit can drop operations of deleted queues (contract).
         self._queue_ids: set[int] = set()
         self._state = "new"
+        # Opened by amqpbroker ctl: leave the run's clean-shutdown flag as it is.
+        self._admin = False
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.data_dir)!r}, sync={self.sync!r}, {self._state})"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def open(self) -> Definitions:
+    def open(self, *, admin: bool = False) -> Definitions:
         with self._db_lock:
             if self._state != "new":
                 raise StoreError(f"store at {self.data_dir} is {self._state}; open() it once")
@@ -157,9 +182,11 @@ class SQLiteStore(Store):
                 dir_lock.release(clean=True)
                 raise
             self._conn, self._dir_lock, self._state = conn, dir_lock, "open"
+            self._admin = admin
             try:
                 with self._transaction_locked() as tx:
-                    _drop_transient(tx)
+                    if not admin:
+                        _drop_transient(tx)
                     return self._load_definitions(tx)
             except BaseException:
                 self._shut(clean=True)
@@ -246,14 +273,16 @@ class SQLiteStore(Store):
             bindings=bindings,
             max_seq=tx.execute(SELECT_META, ("max_seq",)).fetchone()[0],
             clean_shutdown=self._take_clean_flag(tx),
+            users=_load_users(tx),
+            permissions=[PermissionRecord(*row) for row in tx.execute(SELECT_PERMISSIONS)],
         )
 
-    @staticmethod
-    def _take_clean_flag(tx: sqlite3.Connection) -> bool:
+    def _take_clean_flag(self, tx: sqlite3.Connection) -> bool:
         """Whether the last run closed cleanly; from now on we are "running" until
-        close() says otherwise (a new store counts as clean)."""
+        close() says otherwise (a new store counts as clean). An admin open is no run."""
         row = tx.execute(SELECT_META, ("clean_shutdown",)).fetchone()
-        tx.execute(SET_META, ("clean_shutdown", 0))
+        if not self._admin:
+            tx.execute(SET_META, ("clean_shutdown", 0))
         return row is None or bool(row[0])
 
     def close(self) -> None:
@@ -262,8 +291,9 @@ class SQLiteStore(Store):
             return
         try:
             self.commit()
-            with self._db_lock, self._transaction_locked() as tx:
-                tx.execute(SET_META, ("clean_shutdown", 1))
+            if not self._admin:
+                with self._db_lock, self._transaction_locked() as tx:
+                    tx.execute(SET_META, ("clean_shutdown", 1))
         finally:
             with self._db_lock:
                 self._shut(clean=True)
@@ -330,6 +360,7 @@ class SQLiteStore(Store):
                 tx.executemany(DELETE_QUEUE, [(qid,) for qid in queue_ids])
                 tx.execute(DELETE_VHOST_BINDINGS, (name,))
                 tx.execute(DELETE_VHOST_EXCHANGES, (name,))
+                tx.execute(DELETE_VHOST_PERMISSIONS, (name,))
                 tx.execute(DELETE_VHOST, (name,))
             # Once committed and still under the lock, so no commit sees the queues half gone.
             self._queue_ids.difference_update(queue_ids)
@@ -386,6 +417,28 @@ class SQLiteStore(Store):
         row = _binding_row(rec)
         with self._transaction() as tx:
             tx.execute(DELETE_BINDING, row)
+
+    # -- users and permissions -----------------------------------------------------------------
+
+    def put_user(self, rec: UserRecord) -> None:
+        row = (rec.name, rec.password_hash, rec.hashing_algorithm, json.dumps(list(rec.tags)))
+        with self._transaction() as tx:
+            tx.execute(UPSERT_USER, row)
+            tx.execute(USERS_INITIALIZED)
+
+    def delete_user(self, name: str) -> None:
+        with self._transaction() as tx:
+            tx.execute(DELETE_USER_PERMISSIONS, (name,))
+            tx.execute(DELETE_USER, (name,))
+            tx.execute(USERS_INITIALIZED)
+
+    def put_permission(self, rec: PermissionRecord) -> None:
+        with self._transaction() as tx:
+            tx.execute(UPSERT_PERMISSION, (rec.user, rec.vhost, rec.configure, rec.write, rec.read))
+
+    def delete_permission(self, user: str, vhost: str) -> None:
+        with self._transaction() as tx:
+            tx.execute(DELETE_PERMISSION, (user, vhost))
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -468,6 +521,15 @@ def _delete_queue(tx: sqlite3.Connection, queue_id: int) -> None:
         tx.execute(DELETE_QUEUE_BINDINGS, row)
     tx.execute(DELETE_QUEUE_MESSAGES, (queue_id,))
     tx.execute(DELETE_QUEUE, (queue_id,))
+
+
+def _load_users(tx: sqlite3.Connection) -> list[UserRecord] | None:
+    if tx.execute(SELECT_META, ("users_initialized",)).fetchone() is None:
+        return None
+    return [
+        UserRecord(name, password_hash, algorithm, tuple(json.loads(tags)))
+        for name, password_hash, algorithm, tags in tx.execute(SELECT_USERS)
+    ]
 
 
 def _drop_transient(tx: sqlite3.Connection) -> None:

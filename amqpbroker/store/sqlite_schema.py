@@ -94,8 +94,29 @@ def _v2_message_expiry(db: Database) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0")
 
 
+def _v3_users(db: Database) -> None:
+    # Users and permissions (RabbitMQ's internal auth backend). tags: a JSON list of
+    # strings. Whether users were ever stored is the meta key "users_initialized", absent
+    # until the first put_user / delete_user: its absence makes the broker create the
+    # default user on its first start after this migration, as before users existed.
+    _create(
+        db,
+        "users",
+        {"name": str, "password_hash": str, "hashing_algorithm": str, "tags": str},
+        pk="name",
+    )
+    _create(
+        db,
+        "permissions",
+        {"user": str, "vhost": str, "configure": str, "write": str, "read": str},
+        pk=("user", "vhost"),
+    )
+    # delete_vhost removes the vhost's permissions.
+    db.table("permissions").create_index(["vhost"])
+
+
 # Index i upgrades a database from version i to version i + 1.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial, _v2_message_expiry]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial, _v2_message_expiry, _v3_users]
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
