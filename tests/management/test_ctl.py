@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import pathlib
+from collections.abc import Iterator
 
 import pika
 import pytest
@@ -22,7 +23,7 @@ def run(mgmt: amqpbroker.Broker, *argv: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def vhost(mgmt: amqpbroker.Broker) -> str:
+def vhost(mgmt: amqpbroker.Broker) -> Iterator[str]:
     name = "ctl-vhost"
     code, out = run(mgmt, "add_vhost", name)
     assert code == 0 and out == 'Adding vhost "ctl-vhost" ...\n'
