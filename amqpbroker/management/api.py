@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +27,8 @@ from .. import errors
 from ..broker.vhost import VirtualHost
 from . import users
 from .context import ManagementContext
+
+log = logging.getLogger("amqpbroker.management")
 
 REALM = 'Basic realm="RabbitMQ Management"'
 # Sentinel result: 201 Created with an empty body.
@@ -151,19 +154,41 @@ def _unauthorised(error: ApiError | None = None) -> Response:
 
 def endpoint(ctx: ManagementContext, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
+        user = ""
         try:
             user = authenticate(request, ctx)
             result = await handler(Api(request, ctx, user))
         except _Unauthenticated:
             return _unauthorised()
         except ApiError as exc:
+            _log_error(request, user, exc)
             return _unauthorised(exc) if exc.status == 401 else exc.response()
         except errors.AMQPError as exc:
-            return from_amqp(exc).response()
+            error = from_amqp(exc)
+            _log_error(request, user, error)
+            return error.response()
+        except Exception:
+            # A bug of ours costs this request only; the broker keeps serving.
+            log.exception("management %s %s failed", request.method, request.url.path)
+            return ApiError(500, "internal_error", "see the broker log").response()
         return render(request, result)
 
     run.__name__ = handler.__name__
     return run
+
+
+def _log_error(request: Request, user: str, error: ApiError) -> None:
+    """One line per refused request; 404s are routine (clients probe), so debug."""
+    level = logging.DEBUG if error.status == 404 else logging.INFO
+    log.log(
+        level,
+        "management %s %s by '%s': %d %s",
+        request.method,
+        request.url.path,
+        user,
+        error.status,
+        error.reason,
+    )
 
 
 def render(request: Request, result: Any) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..broker.session import Session
@@ -15,6 +16,7 @@ from .format import (
     iter_consumers,
 )
 
+log = logging.getLogger("amqpbroker.management")
 routes = RouteTable()
 
 # What a client sees when the API closes its connection (RabbitMQ's default
@@ -60,6 +62,7 @@ async def show_connection(api: Api) -> Any:
 async def close_connection(api: Api) -> Any:
     session = _session(api)
     reason = api.request.headers.get("x-reason") or DEFAULT_CLOSE_REASON
+    log.info("connection %s closed by management user '%s': %s", session.peer, api.user, reason)
     session.force_close(reason)
     return None
 

@@ -573,6 +573,13 @@ class AMQPConnection:
         ch.closing = True
         ch.publish = ch.header = None
         ch.body_parts = []
+        # One line per channel error (connection errors are logged when the session ends).
+        log.info(
+            "connection %s, channel %d: %s",
+            getattr(self.handler, "peer", "?"),
+            channel,
+            exc.reply_text,
+        )
         self.send_method(
             channel,
             frames.make_method(

@@ -329,3 +329,27 @@ def test_cli_serves_management_on_a_free_port(tmp_path: object) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_refused_requests_are_logged(http: Http, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="amqpbroker.management"):
+        http.request("PUT", "/api/exchanges/%2F/bad-type", {"type": "bogus"})
+    assert (
+        "management PUT /api/exchanges/%2F/bad-type by 'guest': 400 unknown exchange type 'bogus'"
+        in caplog.messages
+    )
+
+
+def test_channel_errors_are_logged(
+    mgmt: amqpbroker.Broker, vhost: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    connection = connect(mgmt, vhost)
+    channel = connection.channel()
+    with caplog.at_level("INFO", logger="amqpbroker.protocol"):
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+            channel.queue_declare("not-there", passive=True)
+        connection.close()
+    assert any(
+        m.endswith(f"channel 1: NOT_FOUND - no queue 'not-there' in vhost '{vhost}'")
+        for m in caplog.messages
+    ), caplog.messages
