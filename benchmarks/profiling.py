@@ -11,6 +11,7 @@ writes its file) and kills it if it has not exited in time.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -45,7 +46,7 @@ class PySpy:
         self.raw_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                exe, "record", "--pid", str(self.pid), "--format", "raw", "--nolineno",
+                exe, "record", "--pid", str(self.pid), "--format", "raw",
                 "--nonblocking", "--rate", str(SAMPLE_RATE), "-o", str(self.raw_path),
             ],
             stdin=subprocess.DEVNULL,
@@ -83,22 +84,27 @@ class PySpy:
 @dataclass(frozen=True)
 class ProfileSummary:
     samples: int
-    self_share: list[tuple[str, float]]  # where the CPU is when sampled (leaf frame)
+    self_share: list[tuple[str, float]]  # where the CPU is when sampled (leaf function)
     total_share: list[tuple[str, float]]  # share of samples with the function on the stack
+    line_share: list[tuple[str, float]]  # leaf frames by source line
 
     def text(self, top: int = TOP) -> str:
         lines = [f"{self.samples} samples of the broker's busy time"]
-        lines.append("  self (leaf function):")
-        lines += [f"    {share * 100:5.1f}%  {name}" for name, share in self.self_share[:top]]
-        lines.append("  total (function on the stack):")
-        lines += [f"    {share * 100:5.1f}%  {name}" for name, share in self.total_share[:top]]
+        for title, shares in (
+            ("self (leaf function; includes the C code it calls)", self.self_share),
+            ("total (function anywhere on the stack)", self.total_share),
+            ("hot lines (leaf frame)", self.line_share),
+        ):
+            lines.append(f"  {title}:")
+            lines += [f"    {share * 100:5.1f}%  {name}" for name, share in shares[:top]]
         return "\n".join(lines)
 
 
 def summarize(raw_path: Path) -> ProfileSummary:
-    """Self and inclusive shares by function from py-spy's collapsed stacks."""
+    """Self, inclusive and per-line shares from py-spy's collapsed stacks."""
     self_counts: Counter[str] = Counter()
     total_counts: Counter[str] = Counter()
+    line_counts: Counter[str] = Counter()
     samples = 0
     for line in raw_path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -109,20 +115,29 @@ def summarize(raw_path: Path) -> ProfileSummary:
         if not frames:
             continue
         samples += count
-        self_counts[frames[-1]] += count
-        for name in set(frames):
+        functions = [_without_line(frame) for frame in frames]
+        self_counts[functions[-1]] += count
+        line_counts[frames[-1]] += count
+        for name in set(functions):
             total_counts[name] += count
+
+    def shares(counts: Counter[str]) -> list[tuple[str, float]]:
+        return [(name, n / samples) for name, n in counts.most_common()]
+
     if not samples:
-        return ProfileSummary(0, [], [])
-    return ProfileSummary(
-        samples=samples,
-        self_share=[(name, n / samples) for name, n in self_counts.most_common()],
-        total_share=[(name, n / samples) for name, n in total_counts.most_common()],
-    )
+        return ProfileSummary(0, [], [], [])
+    return ProfileSummary(samples, shares(self_counts), shares(total_counts), shares(line_counts))
+
+
+_LINE_NUMBER = re.compile(r":\d+\)$")
+
+
+def _without_line(frame: str) -> str:
+    return _LINE_NUMBER.sub(")", frame)
 
 
 def _short(frame: str) -> str:
-    """``func (/long/path/site-packages/trio/_core/_run.py)`` -> ``func (trio/_core/_run.py)``."""
+    """``f (/x/site-packages/trio/_core/_run.py:12)`` -> ``f (trio/_core/_run.py:12)``."""
     name, _, where = frame.strip().partition(" (")
     where = where.rstrip(")")
     for marker in ("site-packages/", "/lib/python3", "/work/main/"):
