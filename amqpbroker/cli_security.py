@@ -7,7 +7,11 @@ Kept apart from cli.py so the serve command's parser only calls
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
+
+from .server import tls as tls_module
 
 
 def _count(value: str) -> int:
@@ -20,6 +24,19 @@ def _count(value: str) -> int:
     return number
 
 
+def _port(value: str) -> int:
+    number = _count(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"port {number} is out of range 0-65535")
+    return number
+
+
+def _readable(value: str) -> str:
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise argparse.ArgumentTypeError(f"cannot read {value!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("access control")
     group.add_argument(
@@ -28,15 +45,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="let the default user (guest) log in from other hosts than loopback "
         "(RabbitMQ's loopback_users = none)",
     )
+    tls = parser.add_argument_group("TLS (amqps)")
+    tls.add_argument(
+        "--tls-port", type=_port, default=None, help="amqps port (off by default; 0: a free one)"
+    )
+    tls.add_argument("--tls-cert", type=_readable, help="certificate chain file (PEM)")
+    tls.add_argument("--tls-key", type=_readable, help="private key file (PEM)")
+    tls.add_argument(
+        "--tls-ca",
+        type=_readable,
+        help="CA bundle (PEM): client certificates are verified against it, and a verified "
+        "one may log in with EXTERNAL",
+    )
+    tls.add_argument(
+        "--tls-require-client-cert",
+        action="store_true",
+        help="refuse TLS clients without a certificate (needs --tls-ca)",
+    )
+    tls.add_argument(
+        "--tls-login-from",
+        choices=tls_module.LOGIN_FROM,
+        default="common_name",
+        help="the user name EXTERNAL takes from a client certificate (common_name)",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
-    """Settings keyword arguments for the options above."""
+    """Settings keyword arguments for the options above; exits with a usage error (2)
+    for combinations that cannot work."""
     settings: dict[str, Any] = {}
     if args.allow_guest_remote:
         settings["loopback_users"] = ()
+    if args.tls_port is not None:
+        if not (args.tls_cert and args.tls_key):
+            _usage("--tls-port needs --tls-cert and --tls-key")
+        settings.update(
+            tls_port=args.tls_port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_ca=args.tls_ca,
+            tls_require_client_cert=args.tls_require_client_cert,
+            tls_login_from=args.tls_login_from,
+        )
+    if args.tls_require_client_cert and not args.tls_ca:
+        _usage("--tls-require-client-cert needs --tls-ca")
     return settings
 
 
+def _usage(message: str) -> None:
+    sys.stderr.write(f"amqpbroker: error: {message} (see amqpbroker --help)\n")
+    sys.exit(2)
+
+
 __all__ = ["add_arguments", "settings_from"]
-_ = _count

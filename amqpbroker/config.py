@@ -48,3 +48,13 @@ class Settings:
     management_port: int = DEFAULT_MANAGEMENT_PORT
     # A RabbitMQ definitions file applied at start (vhosts, exchanges, queues...).
     load_definitions: str | None = None
+    # amqps (server/tls.py): a listener on this port (None: none; 0: a free one),
+    # with this certificate chain and key. A CA makes clients' certificates verified
+    # when presented (required with tls_require_client_cert); a verified one logs in
+    # with EXTERNAL as its common name, or its whole subject DN.
+    tls_port: int | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    tls_require_client_cert: bool = False
+    tls_login_from: str = "common_name"

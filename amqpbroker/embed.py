@@ -61,6 +61,8 @@ class Broker:
         self.core: BrokerCore | None = None
         self.port = 0
         self.management_port = 0
+        # The amqps port, when the settings ask for a TLS listener (tls_port=0: a free one).
+        self.tls_port: int | None = None
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
@@ -122,6 +124,7 @@ class Broker:
                 ctx.amqp_host, ctx.amqp_port = self.settings.host, server.port
                 self.management_port = await nursery.start(serve_management, ctx, sock)
             self.core, self.port = core, server.port
+            self.tls_port = server.tls_port
             self._ready.set()
             await self._stop.wait()
             await server.shutdown(grace=STOP_GRACE)
@@ -225,6 +228,10 @@ class TrioBroker:
     @property
     def port(self) -> int:
         return self.server.port
+
+    @property
+    def tls_port(self) -> int | None:
+        return self.server.tls_port
 
     @property
     def url(self) -> str:

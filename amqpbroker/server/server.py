@@ -24,6 +24,8 @@ from ..broker.session import Session
 from .clock import run_timers
 from .committer import run_committer
 from .monitor import run_monitor
+from .tls import accept as tls_accept
+from .tls import server_context
 
 log = logging.getLogger("amqpbroker.server")
 
@@ -53,8 +55,14 @@ class _Wakeup:
         self._event = trio.Event()
 
 
+def _socket_of(stream: trio.abc.Stream) -> socket.socket | None:
+    # A TLS stream's socket is its transport's.
+    inner = getattr(stream, "transport_stream", stream)
+    return getattr(inner, "socket", None)
+
+
 def _peer_name(stream: trio.abc.Stream) -> str:
-    sock = getattr(stream, "socket", None)
+    sock = _socket_of(stream)
     if sock is None:
         return ""
     try:
@@ -82,26 +90,33 @@ class ReadGate:
         await self._open.wait()
 
 
-async def handle_connection(broker: Broker, stream: trio.abc.Stream, gate: ReadGate) -> None:
+async def handle_connection(
+    broker: Broker, stream: trio.abc.Stream, gate: ReadGate, cert_user: str | None = None
+) -> None:
     """Serve one client until it goes away; never raises (a failure costs only
-    this connection, never the listener or other clients)."""
+    this connection, never the listener or other clients).  ``cert_user``: the
+    user a verified TLS client certificate names (EXTERNAL)."""
     try:
-        await _serve_connection(broker, stream, gate)
+        await _serve_connection(broker, stream, gate, cert_user)
     except Exception:
         log.exception("connection handler failed")
 
 
-async def _serve_connection(broker: Broker, stream: trio.abc.Stream, gate: ReadGate) -> None:
-    sock = getattr(stream, "socket", None)
+async def _serve_connection(
+    broker: Broker, stream: trio.abc.Stream, gate: ReadGate, cert_user: str | None
+) -> None:
+    sock = _socket_of(stream)
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    session = Session(broker, _peer_name(stream), now=trio.current_time())
+    session = Session(broker, _peer_name(stream), now=trio.current_time(), cert_user=cert_user)
     broker.sessions.add(session)
     proto = session.proto
     wakeup = _Wakeup()
     session.wake = wakeup.set
     finished = trio.Event()
+    # Set when the writer has returned: everything it took from proto.out is sent.
+    writer_done = trio.Event()
     started = trio.current_time()
 
     async def writer() -> None:
@@ -119,6 +134,8 @@ async def _serve_connection(broker: Broker, stream: trio.abc.Stream, gate: ReadG
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             proto.connection_lost()
             finished.set()
+        finally:
+            writer_done.set()
 
     async def ticker() -> None:
         settings = broker.settings
@@ -175,11 +192,13 @@ async def _serve_connection(broker: Broker, stream: trio.abc.Stream, gate: ReadG
             nursery.start_soon(ticker)
             nursery.start_soon(reader)
             await finished.wait()
-            # Let the writer flush what is left (close frames), bounded in time.
+            # Let the writer flush what is left (close frames), bounded in time. Wait
+            # for the writer itself, not for proto.out to empty: it empties when the
+            # writer *takes* the data, and cancelling a send_all half-way loses the
+            # close-ok (and breaks a TLS stream, so no close_notify goes out).
+            wakeup.set()
             with trio.move_on_after(FINAL_FLUSH_TIMEOUT):
-                while proto.out:
-                    wakeup.set()
-                    await trio.sleep(0.001)
+                await writer_done.wait()
             nursery.cancel_scope.cancel()
     finally:
         proto.connection_lost()
@@ -196,6 +215,8 @@ class Server:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.listeners: list[trio.SocketListener] = []
+        # amqps (tls.py): bound when settings.tls_port is not None.
+        self.tls_listeners: list[trio.SSLListener[trio.SocketStream]] = []
         self._accepting: trio.CancelScope | None = None
         self.gate = ReadGate()
         broker.alarms.on_change = self.gate.set_blocked
@@ -205,9 +226,33 @@ class Server:
     def port(self) -> int:
         return int(self.listeners[0].socket.getsockname()[1])
 
+    @property
+    def tls_port(self) -> int | None:
+        if not self.tls_listeners:
+            return None
+        transport = self.tls_listeners[0].transport_listener
+        assert isinstance(transport, trio.SocketListener)
+        return int(transport.socket.getsockname()[1])
+
     async def listen(self, host: str, port: int) -> None:
-        """Bind the listening socket(s); raises OSError (e.g. port in use) plainly."""
+        """Bind the listening socket(s), and the amqps ones when the settings name a
+        TLS port; raises OSError (e.g. port in use, unreadable certificate) plainly."""
         self.listeners = await trio.open_tcp_listeners(port, host=host)
+        settings = self.broker.settings
+        if settings.tls_port is not None:
+            if not (settings.tls_cert and settings.tls_key):
+                raise ValueError("a TLS port needs a certificate and a key (--tls-cert, --tls-key)")
+            context = server_context(
+                settings.tls_cert,
+                settings.tls_key,
+                settings.tls_ca,
+                require_client_cert=settings.tls_require_client_cert,
+            )
+            self.tls_listeners = [
+                trio.SSLListener(listener, context, https_compatible=False)
+                for listener in await trio.open_tcp_listeners(settings.tls_port, host=host)
+            ]
+            log.info("amqps listener on %s:%s", host, self.tls_port)
 
     async def serve(
         self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
@@ -230,15 +275,21 @@ class Server:
                     task_status.started(self)
                     await trio.serve_listeners(
                         self._handle,
-                        self.listeners,
+                        [*self.listeners, *self.tls_listeners],
                         handler_nursery=connections,
                     )
-                for listener in self.listeners:
+                for listener in [*self.listeners, *self.tls_listeners]:
                     await listener.aclose()
             background.cancel_scope.cancel()
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        await handle_connection(self.broker, stream, self.gate)
+    async def _handle(self, stream: trio.abc.Stream) -> None:
+        cert_user = None
+        if isinstance(stream, trio.SSLStream):
+            ok, cert_user = await tls_accept(stream, self.broker.settings.tls_login_from)
+            if not ok:
+                await trio.aclose_forcefully(stream)
+                return
+        await handle_connection(self.broker, stream, self.gate, cert_user)
 
     async def shutdown(self, grace: float = 2.0) -> None:
         """Stop accepting, close every connection with 320 CONNECTION_FORCED."""
