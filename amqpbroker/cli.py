@@ -53,15 +53,25 @@ class ListenError(OSError):
         return str(self.strerror)
 
 
-def bind_management(settings: Settings) -> socket.socket:
-    """The management API's socket (bound, not yet listening).  Raises ListenError."""
+def bind_management(settings: Settings, required: bool = True) -> socket.socket | None:
+    """The management API's socket (bound, not yet listening).  Raises ListenError;
+    when not ``required`` (the default port, not asked for), a port in use costs only
+    the API: a warning, and None (so several brokers can run side by side)."""
     from .management.server import bind
 
     host, port = settings.management_host, settings.management_port
     try:
         return bind(host, port)
     except OSError as exc:
-        raise ListenError(host, port, exc) from None
+        if required or exc.errno != errno.EADDRINUSE:
+            raise ListenError(host, port, exc) from None
+        logging.getLogger("amqpbroker").warning(
+            "management API not started: port %d on %s is in use "
+            "(--management-port 0 picks a free port)",
+            port,
+            host,
+        )
+        return None
 
 
 async def start_management(
@@ -152,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--management-port",
         type=_port,
-        default=DEFAULT_MANAGEMENT_PORT,
-        help=f"management HTTP API port ({DEFAULT_MANAGEMENT_PORT}); 0 picks a free port",
+        default=None,
+        help=f"management HTTP API port ({DEFAULT_MANAGEMENT_PORT}, skipped with a warning "
+        "when in use); 0 picks a free port",
     )
     parser.add_argument(
         "--management-host",
@@ -217,17 +228,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         disk_free_limit=args.disk_free_limit,
         management=not args.no_management,
         management_host=args.management_host,
-        management_port=args.management_port,
+        management_port=(
+            DEFAULT_MANAGEMENT_PORT if args.management_port is None else args.management_port
+        ),
         load_definitions=args.load_definitions,
         **cli_security.settings_from(args),
     )
 
 
-async def run(broker: Broker, management: ManagementContext | None = None) -> None:
+async def run(
+    broker: Broker, management: ManagementContext | None = None, management_required: bool = True
+) -> None:
     settings = broker.settings
     server = Server(broker)
     await server.listen(settings.host, settings.port)
-    sock = bind_management(settings) if management is not None else None
+    sock = bind_management(settings, management_required) if management is not None else None
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         if management is not None and sock is not None:
@@ -310,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         if not settings.management:
             management = None
     try:
-        trio.run(run, broker, management)
+        trio.run(run, broker, management, args.management_port is not None)
     except ListenError as exc:
         sys.stderr.write(f"amqpbroker: error: {exc}\n")
         return EXIT_USAGE

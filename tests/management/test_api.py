@@ -353,3 +353,21 @@ def test_channel_errors_are_logged(
         m.endswith(f"channel 1: NOT_FOUND - no queue 'not-there' in vhost '{vhost}'")
         for m in caplog.messages
     ), caplog.messages
+
+
+def test_cli_management_port_in_use() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "amqpbroker", "--port", "0", "--transient",
+             "--management-port", str(port)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: port {port} on 127.0.0.1 is already in use" in (
+        result.stderr
+    )
