@@ -73,6 +73,13 @@ class Api:
         self.ctx = ctx
         self.user = user
         self.broker = ctx.broker
+        self.tags = frozenset(users.tags(ctx.broker, user))
+        self.admin = users.ADMINISTRATOR in self.tags
+        # monitoring and administrator users see every vhost in lists (RabbitMQ's rule).
+        self.sees_all = self.admin or users.MONITORING in self.tags
+
+    def may_read(self, vhost: str) -> bool:
+        return self.sees_all or users.may_access(self.broker, self.user, vhost)
 
     def param(self, name: str) -> str:
         """A path segment, percent-decoded (so ``%2F`` is the vhost ``/``)."""
@@ -81,11 +88,25 @@ class Api:
     def query(self, name: str, default: str | None = None) -> str | None:
         return self.request.query_params.get(name, default)
 
-    def vhost(self, name: str = "vhost") -> VirtualHost:
+    def vhost(self, name: str = "vhost", *, check_access: bool = True) -> VirtualHost:
+        """The vhost a path names (404), if this user may use it (401), as RabbitMQ
+        3.10 decides: administrators may, others need a permission there.  What an
+        administrator may then change is up to the permissions (:meth:`authorize`)."""
         found = self.broker.vhosts.get(self.param(name))
         if found is None:
             raise not_found()
+        if check_access and not (
+            self.admin or users.may_access(self.broker, self.user, found.name)
+        ):
+            raise ApiError(401, "not_authorised", "User not authorised to access virtual host")
         return found
+
+    def authorize(self, host: VirtualHost, method: Any) -> None:
+        """403 unless the user's permissions allow ``method`` (a pamqp method) in
+        ``host``: the same checks, in the same order, as for an AMQP client."""
+        from .messages import authorize
+
+        authorize(self.ctx, host, self.user, method)
 
     def commit(self) -> None:
         """Durable changes go to disk with the next group commit."""
@@ -152,12 +173,23 @@ def _unauthorised(error: ApiError | None = None) -> Response:
     return response
 
 
-def endpoint(ctx: ManagementContext, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def _check_tags(api: Api, admin: bool) -> None:
+    if not api.tags & users.MANAGEMENT_TAGS:
+        raise ApiError(401, "not_authorised", "Not management user")
+    if admin and users.ADMINISTRATOR not in api.tags:
+        raise ApiError(401, "not_authorised", "Not administrator user")
+
+
+def endpoint(
+    ctx: ManagementContext, handler: Handler, admin: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         user = ""
         try:
             user = authenticate(request, ctx)
-            result = await handler(Api(request, ctx, user))
+            api = Api(request, ctx, user)
+            _check_tags(api, admin)
+            result = await handler(api)
         except _Unauthenticated:
             return _unauthorised()
         except ApiError as exc:
@@ -310,20 +342,24 @@ class RouteTable:
     """Routes declared next to their handlers: ``@routes.get("/api/x")``."""
 
     def __init__(self) -> None:
-        self.entries: list[tuple[str, list[str], Handler]] = []
+        self.entries: list[tuple[str, list[str], Handler, bool]] = []
 
-    def add(self, path: str, methods: list[str]) -> Callable[[Handler], Handler]:
+    def add(
+        self, path: str, methods: list[str], *, admin: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """``admin``: only for users tagged administrator (users, vhosts, definitions)."""
+
         def register(handler: Handler) -> Handler:
-            self.entries.append((path, methods, handler))
+            self.entries.append((path, methods, handler, admin))
             return handler
 
         return register
 
-    def get(self, path: str) -> Callable[[Handler], Handler]:
-        return self.add(path, ["GET"])
+    def get(self, path: str, *, admin: bool = False) -> Callable[[Handler], Handler]:
+        return self.add(path, ["GET"], admin=admin)
 
     def build(self, ctx: ManagementContext) -> list[Route]:
         return [
-            Route(path, endpoint(ctx, handler), methods=methods)
-            for path, methods, handler in self.entries
+            Route(path, endpoint(ctx, handler, admin), methods=methods)
+            for path, methods, handler, admin in self.entries
         ]

@@ -62,7 +62,11 @@ def vhost_info(ctx: ManagementContext, host: VirtualHost) -> dict[str, Any]:
 
 @routes.get("/api/vhosts")
 async def list_vhosts(api: Api) -> Any:
-    return [vhost_info(api.ctx, h) for _, h in sorted(api.broker.vhosts.items())]
+    return [
+        vhost_info(api.ctx, h)
+        for name, h in sorted(api.broker.vhosts.items())
+        if api.may_read(name)
+    ]
 
 
 @routes.get("/api/vhosts/{vhost}")
@@ -70,7 +74,7 @@ async def show_vhost(api: Api) -> Any:
     return vhost_info(api.ctx, api.vhost())
 
 
-@routes.add("/api/vhosts/{vhost}", ["PUT"])
+@routes.add("/api/vhosts/{vhost}", ["PUT"], admin=True)
 async def put_vhost(api: Api) -> Any:
     name = api.param("vhost")
     body = await api.body()
@@ -95,16 +99,16 @@ async def put_vhost(api: Api) -> Any:
     return None if existed else CREATED
 
 
-@routes.add("/api/vhosts/{vhost}", ["DELETE"])
+@routes.add("/api/vhosts/{vhost}", ["DELETE"], admin=True)
 async def delete_vhost(api: Api) -> Any:
-    host = api.vhost()
+    host = api.vhost(check_access=False)
     api.broker.delete_vhost(host.name)
     api.ctx.vhost_meta.pop(host.name, None)
     api.commit()
     return None
 
 
-@routes.get("/api/vhosts/{vhost}/permissions")
+@routes.get("/api/vhosts/{vhost}/permissions", admin=True)
 async def vhost_permissions(api: Api) -> Any:
     host = api.vhost()
     return [p for p in users.permissions(api.broker) if p["vhost"] == host.name]
@@ -115,23 +119,23 @@ async def vhost_permissions(api: Api) -> Any:
 
 @routes.get("/api/whoami")
 async def whoami(api: Api) -> Any:
-    return {"name": api.user, "tags": users.tags(api.broker, api.user, api.ctx.user_tags)}
+    return {"name": api.user, "tags": users.tags(api.broker, api.user)}
 
 
-@routes.get("/api/users")
+@routes.get("/api/users", admin=True)
 async def list_users(api: Api) -> Any:
-    return [users.user_info(api.broker, n, api.ctx.user_tags) for n in users.names(api.broker)]
+    return [users.user_info(api.broker, n) for n in users.names(api.broker)]
 
 
-@routes.get("/api/users/{user}")
+@routes.get("/api/users/{user}", admin=True)
 async def show_user(api: Api) -> Any:
     name = api.param("user")
     if not users.exists(api.broker, name):
         raise not_found()
-    return users.user_info(api.broker, name, api.ctx.user_tags)
+    return users.user_info(api.broker, name)
 
 
-@routes.add("/api/users/{user}", ["PUT"])
+@routes.add("/api/users/{user}", ["PUT"], admin=True)
 async def put_user(api: Api) -> Any:
     name = api.param("user")
     body = await api.body()
@@ -146,8 +150,8 @@ async def put_user(api: Api) -> Any:
             name,
             password=password if isinstance(password, str) else None,
             hashed=hashed if isinstance(hashed, str) else None,
+            algorithm=str(body.get("hashing_algorithm") or users.HASHING_ALGORITHM),
             user_tags=[str(t) for t in tags] if isinstance(tags, list) else None,
-            extra=api.ctx.user_tags,
         )
     except users.UserError as exc:
         raise bad_request(str(exc)) from None
@@ -155,17 +159,16 @@ async def put_user(api: Api) -> Any:
     return CREATED if created else None
 
 
-@routes.add("/api/users/{user}", ["DELETE"])
+@routes.add("/api/users/{user}", ["DELETE"], admin=True)
 async def delete_user(api: Api) -> Any:
     name = api.param("user")
     if not users.delete_user(api.broker, name):
         raise not_found()
-    api.ctx.user_tags.pop(name, None)
     api.commit()
     return None
 
 
-@routes.get("/api/users/{user}/permissions")
+@routes.get("/api/users/{user}/permissions", admin=True)
 async def user_permissions(api: Api) -> Any:
     name = api.param("user")
     if not users.exists(api.broker, name):
@@ -173,12 +176,12 @@ async def user_permissions(api: Api) -> Any:
     return [p for p in users.permissions(api.broker) if p["user"] == name]
 
 
-@routes.get("/api/permissions")
+@routes.get("/api/permissions", admin=True)
 async def list_permissions(api: Api) -> Any:
     return users.permissions(api.broker)
 
 
-@routes.get("/api/permissions/{vhost}/{user}")
+@routes.get("/api/permissions/{vhost}/{user}", admin=True)
 async def show_permission(api: Api) -> Any:
     host = api.vhost()
     name = api.param("user")
@@ -188,7 +191,7 @@ async def show_permission(api: Api) -> Any:
     raise not_found()
 
 
-@routes.add("/api/permissions/{vhost}/{user}", ["PUT"])
+@routes.add("/api/permissions/{vhost}/{user}", ["PUT"], admin=True)
 async def put_permission(api: Api) -> Any:
     host = api.vhost()
     name = api.param("user")
@@ -206,7 +209,7 @@ async def put_permission(api: Api) -> Any:
     return None if existed else CREATED
 
 
-@routes.add("/api/permissions/{vhost}/{user}", ["DELETE"])
+@routes.add("/api/permissions/{vhost}/{user}", ["DELETE"], admin=True)
 async def delete_permission(api: Api) -> Any:
     host = api.vhost()
     name = api.param("user")
@@ -244,12 +247,12 @@ async def global_parameters(api: Api) -> Any:
 # ------------------------------------------------------------- definitions
 
 
-@routes.get("/api/definitions")
+@routes.get("/api/definitions", admin=True)
 async def export_all(api: Api) -> Any:
     return definitions.export_all(api.ctx)
 
 
-@routes.get("/api/definitions/{vhost}")
+@routes.get("/api/definitions/{vhost}", admin=True)
 async def export_vhost(api: Api) -> Any:
     return definitions.export_vhost(api.vhost())
 
@@ -269,11 +272,11 @@ async def _import(api: Api, vhost: str | None) -> Any:
     return None
 
 
-@routes.add("/api/definitions", ["POST"])
+@routes.add("/api/definitions", ["POST"], admin=True)
 async def import_all(api: Api) -> Any:
     return await _import(api, None)
 
 
-@routes.add("/api/definitions/{vhost}", ["POST"])
+@routes.add("/api/definitions/{vhost}", ["POST"], admin=True)
 async def import_vhost(api: Api) -> Any:
     return await _import(api, api.vhost().name)

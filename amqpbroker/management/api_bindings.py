@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from pamqp import commands
 from starlette.responses import Response
 
+from ..protocol.frames import make_method
 from .api import Api, RouteTable, bad_request, not_found
 from .format import iter_bindings, properties_key
 
@@ -22,7 +24,12 @@ KINDS = {"q": "queue", "e": "exchange"}
 
 @routes.get("/api/bindings")
 async def list_all(api: Api) -> Any:
-    return [b for _, host in sorted(api.broker.vhosts.items()) for b in iter_bindings(host)]
+    return [
+        b
+        for name, host in sorted(api.broker.vhosts.items())
+        if api.may_read(name)
+        for b in iter_bindings(host)
+    ]
 
 
 @routes.get("/api/bindings/{vhost}")
@@ -67,6 +74,7 @@ async def _create(api: Api, kind: str) -> Any:
     arguments = body.get("arguments") or {}
     if not isinstance(key, str) or not isinstance(arguments, dict):
         raise bad_request("routing_key must be a string and arguments an object")
+    api.authorize(host, _binding_method(kind, True, source, destination, key, arguments))
     if kind == "queue":
         host.bind_queue(host.get_queue(destination, None), source, key, arguments)
     else:
@@ -81,6 +89,12 @@ async def _delete(api: Api, kind: str) -> Any:
     host = api.vhost()
     binding = _one(api, kind)
     args = _raw_arguments(api, binding)
+    api.authorize(
+        host,
+        _binding_method(
+            kind, False, binding["source"], binding["destination"], binding["routing_key"], args
+        ),
+    )
     if kind == "queue":
         queue = host.queues.get(binding["destination"])
         host.unbind_queue(queue, binding["source"], binding["routing_key"], args)
@@ -90,6 +104,17 @@ async def _delete(api: Api, kind: str) -> Any:
         )
     api.commit()
     return None
+
+
+def _binding_method(
+    kind: str, bind: bool, source: str, destination: str, key: str, args: dict[str, Any]
+) -> Any:
+    """The AMQP method whose permission checks a binding change takes."""
+    if kind == "queue":
+        cls: Any = commands.Queue.Bind if bind else commands.Queue.Unbind
+        return make_method(cls, queue=destination, exchange=source, routing_key=key, arguments=args)
+    cls = commands.Exchange.Bind if bind else commands.Exchange.Unbind
+    return make_method(cls, destination=destination, source=source, routing_key=key, arguments=args)
 
 
 def _raw_arguments(api: Api, binding: dict[str, Any]) -> dict[str, Any]:

@@ -26,10 +26,13 @@ DEFAULT_CLOSE_REASON = "Closed via management plugin"
 
 def _sessions(api: Api, vhost: str | None = None) -> list[Session]:
     """Open AMQP connections (past the handshake), oldest first."""
+    # Users without monitoring see only their own connections (RabbitMQ's rule).
     found = [
         s
         for s in api.broker.sessions
-        if s.vhost is not None and (vhost is None or s.vhost.name == vhost)
+        if s.vhost is not None
+        and (vhost is None or s.vhost.name == vhost)
+        and (api.sees_all or s.user == api.user)
     ]
     return sorted(found, key=lambda s: (s.connected_at, s.peer))
 

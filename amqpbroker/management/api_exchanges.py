@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pamqp import commands
+
 from .. import errors
 from ..broker.exchanges.base import Exchange
+from ..protocol.frames import make_method
 from . import messages
 from .api import CREATED, Api, ApiError, RouteTable, bad_request, flag, not_found
 from .format import exchange_info, iter_bindings
@@ -32,7 +35,8 @@ def _exchange(api: Api) -> Exchange:
 async def list_all(api: Api) -> Any:
     return [
         exchange_info(host, e)
-        for _, host in sorted(api.broker.vhosts.items())
+        for name, host in sorted(api.broker.vhosts.items())
+        if api.may_read(name)
         for e in sorted(host.exchanges.values(), key=lambda e: e.name)
     ]
 
@@ -57,6 +61,11 @@ async def declare(api: Api) -> Any:
         raise bad_request("arguments must be an object")
     name = _name(api)
     existed = name in host.exchanges
+    kind = str(body.get("type", ""))
+    declare_method = make_method(
+        commands.Exchange.Declare, exchange=name, exchange_type=kind, arguments=arguments
+    )
+    api.authorize(host, declare_method)
     host.declare_exchange(
         name,
         str(body.get("type", "")),
@@ -73,6 +82,7 @@ async def declare(api: Api) -> Any:
 async def delete(api: Api) -> Any:
     host = api.vhost()
     exchange = _exchange(api)
+    api.authorize(host, make_method(commands.Exchange.Delete, exchange=exchange.name))
     host.delete_exchange(exchange.name, if_unused=api.query("if-unused") == "true")
     api.commit()
     return None

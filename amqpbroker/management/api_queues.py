@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pamqp import commands
+
 from ..broker.queue import Queue
+from ..protocol.frames import make_method
 from . import messages
 from .api import CREATED, Api, RouteTable, bad_request, flag, not_found
 from .format import iter_bindings, queue_info, unacked_by_queue
@@ -30,7 +33,8 @@ def _order(queue: Queue) -> tuple[str, str]:
 
 @routes.get("/api/queues")
 async def list_all(api: Api) -> Any:
-    return _list(api, [q for v in api.broker.vhosts.values() for q in v.queues.values()])
+    hosts = [v for v in api.broker.vhosts.values() if api.may_read(v.name)]
+    return _list(api, [q for v in hosts for q in v.queues.values()])
 
 
 @routes.get("/api/queues/{vhost}")
@@ -53,6 +57,7 @@ async def declare(api: Api) -> Any:
         raise bad_request("arguments must be an object")
     name = api.param("name")
     existed = name in host.queues
+    api.authorize(host, make_method(commands.Queue.Declare, queue=name, arguments=arguments))
     host.declare_queue(
         name,
         owner=None,
@@ -68,6 +73,7 @@ async def declare(api: Api) -> Any:
 async def delete(api: Api) -> Any:
     host = api.vhost()
     queue = _queue(api)
+    api.authorize(host, make_method(commands.Queue.Delete, queue=queue.name))
     host.delete_queue(
         queue,
         if_unused=api.query("if-unused") == "true",
@@ -79,7 +85,9 @@ async def delete(api: Api) -> Any:
 
 @routes.add("/api/queues/{vhost}/{name}/contents", ["DELETE"])
 async def purge(api: Api) -> Any:
-    _queue(api).purge()
+    queue = _queue(api)
+    api.authorize(api.vhost(), make_method(commands.Queue.Purge, queue=queue.name))
+    queue.purge()
     api.commit()
     return None
 

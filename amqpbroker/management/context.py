@@ -43,9 +43,7 @@ class ManagementContext:
     http_port: int = 15672
     node: str = attrs.field(factory=_node_name)
     started_at: float = attrs.field(factory=time.time)
-    # What the broker has no place for yet: tags of users made through the API, and
-    # vhost descriptions / tags.  Kept for this run only.
-    user_tags: dict[str, list[str]] = attrs.field(factory=dict)
+    # What the broker has no place for yet: vhost descriptions and tags (this run only).
     vhost_meta: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     rates: Rates = attrs.field(factory=Rates)
 

@@ -73,7 +73,7 @@ def export_all(ctx: ManagementContext) -> dict[str, Any]:
         "rabbitmq_version": RABBITMQ_VERSION,
         "product_name": "RabbitMQ",
         "product_version": RABBITMQ_VERSION,
-        "users": [users.user_info(broker, n, ctx.user_tags) for n in users.names(broker)],
+        "users": [users.user_info(broker, n) for n in users.names(broker)],
         "vhosts": [{"name": name} for name in sorted(broker.vhosts)],
         "permissions": users.permissions(broker),
         "topic_permissions": [],
@@ -211,8 +211,8 @@ def _import_user(ctx: ManagementContext, item: dict[str, Any], warn: Callable[[s
             name,
             password=password if isinstance(password, str) else None,
             hashed=hashed if isinstance(hashed, str) else None,
+            algorithm=str(item.get("hashing_algorithm") or users.HASHING_ALGORITHM),
             user_tags=[str(t) for t in tags] if isinstance(tags, list) else None,
-            extra=ctx.user_tags,
         )
     except users.UserError as exc:
         warn(f"{exc}; user skipped")

@@ -22,7 +22,7 @@ from typing import Any
 from pamqp import commands
 
 from .. import errors
-from ..broker import methods
+from ..broker import permissions
 from ..broker.channel import Channel
 from ..broker.session import Session
 from ..broker.vhost import VirtualHost
@@ -77,6 +77,22 @@ def _close(session: Session) -> None:
     session.proto.out.clear()
 
 
+def _payload(method: Any) -> bytes:
+    return frames.encode_method(1, method)[7:-1]  # strip frame header and end octet
+
+
+def authorize(ctx: ManagementContext, vhost: VirtualHost, user: str, method: Any) -> None:
+    """Raise 403 ACCESS_REFUSED unless ``user`` may run ``method`` (a pamqp method
+    made with frames.make_method) in ``vhost``: the checks an AMQP client gets,
+    with the same texts, for the API's declare / delete / bind / purge."""
+    session, channel = _session(ctx, vhost, user)
+    try:
+        payload = _payload(method)
+        permissions.check_method(session, channel, frames.method_key(payload), payload)
+    finally:
+        _close(session)
+
+
 def encode_properties(given: dict[str, Any], body_size: int) -> bytes:
     """A content header for the API's ``properties`` object."""
     properties = commands.Basic.Properties()
@@ -124,7 +140,7 @@ def publish(
     method = frames.make_method(
         commands.Basic.Publish, exchange=exchange, routing_key=routing_key, mandatory=True
     )
-    payload = frames.encode_method(1, method)[7:-1]  # strip frame header and end octet
+    payload = _payload(method)
     session, _channel = _session(ctx, vhost, user)
     try:
         session.on_publish(1, payload, header, body)
@@ -158,14 +174,13 @@ def get(
     if encoding not in ("auto", "base64"):
         raise BadMessage(f"unknown encoding {encoding!r}")
     session, channel = _session(ctx, vhost, user)
-    get_payload = frames.encode_method(
-        1, frames.make_method(commands.Basic.Get, queue=queue_name, no_ack=False)
-    )[7:-1]
+    get_payload = _payload(frames.make_method(commands.Basic.Get, queue=queue_name, no_ack=False))
+    get_key = frames.method_key(get_payload)
     found: list[dict[str, Any]] = []
     try:
         for _ in range(count):
             before = channel.next_tag
-            methods.basic_get(session, channel, get_payload)
+            session.on_method(1, get_key, get_payload)  # permission checked as basic.get
             if channel.next_tag == before:
                 break  # get-empty
             _queue, qm, _consumer = channel.unacked[before]

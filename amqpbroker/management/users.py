@@ -1,43 +1,29 @@
-"""Users and permissions as the management API sees them, over the broker's store
-of them.
+"""Users, tags and permissions as the management API sees them, over the broker's
+user database (``Broker.users``, amqpbroker.auth.users.UserDB).
 
-Every read or change of users by the management code goes through here.  Two
-shapes of ``Broker.users`` are handled while the user database is being built:
-a user database object (``amqpbroker.auth.users.UserDB``: hashes, tags,
-per-vhost permissions) and the older plain ``name -> password`` dict, where
-every user may use every vhost.  Logins always go through
-``Broker.authenticate``, so the loopback-only rule for guest holds here too.
+Logins go through ``Broker.authenticate``, so the loopback-only rule for guest
+holds here too.  Access to the API follows RabbitMQ's user tags: ``management``
+(and every tag above it) may use the API; ``monitoring`` may read every vhost;
+``administrator`` may also manage users, permissions, vhosts and definitions.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..broker.broker import Broker
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
-# RabbitMQ's salted hash: base64(salt[4] + sha256(salt + password)).
-SALT_SIZE = 4
 FULL_ACCESS = ".*"
-DEFAULT_TAGS = ["administrator"]
+ADMINISTRATOR = "administrator"
+MONITORING = "monitoring"
+# Tags that open the API at all (RabbitMQ: management and everything above it).
+MANAGEMENT_TAGS = frozenset({"management", "policymaker", MONITORING, ADMINISTRATOR})
 
 
 class UserError(ValueError):
-    """A user change the broker refuses (400 bad_request with this text)."""
-
-
-def _db(broker: Broker) -> Any:
-    # Any: the two shapes above; the dict one goes once the user database lands.
-    return broker.users
-
-
-def _is_dict(db: Any) -> bool:
-    return isinstance(db, dict)
+    """A user change the user database refuses (400 bad_request with this text)."""
 
 
 def authenticate(broker: Broker, user: str, password: str, peer: str) -> bool:
@@ -46,55 +32,31 @@ def authenticate(broker: Broker, user: str, password: str, peer: str) -> bool:
 
 
 def names(broker: Broker) -> list[str]:
-    db = _db(broker)
-    if _is_dict(db):
-        return sorted(db)
-    return [rec.name for rec in db.list_users()]
+    return [rec.name for rec in broker.users.list_users()]
 
 
 def exists(broker: Broker, name: str) -> bool:
-    db = _db(broker)
-    return name in db if _is_dict(db) else db.get(name) is not None
+    return broker.users.get(name) is not None
 
 
-def tags(broker: Broker, name: str, extra: dict[str, list[str]]) -> list[str]:
-    db = _db(broker)
-    if not _is_dict(db):
-        rec = db.get(name)
-        return list(rec.tags) if rec is not None else []
-    if name in extra:
-        return list(extra[name])
-    return list(DEFAULT_TAGS) if name == broker.settings.default_user else []
+def tags(broker: Broker, name: str) -> list[str]:
+    rec = broker.users.get(name)
+    return list(rec.tags) if rec is not None else []
 
 
-def password_hash(password: str, salt: bytes | None = None) -> str:
-    salt = os.urandom(SALT_SIZE) if salt is None else salt
-    digest = hashlib.sha256(salt + password.encode("utf-8")).digest()
-    return base64.b64encode(salt + digest).decode("ascii")
+def may_access(broker: Broker, user: str, vhost: str) -> bool:
+    """Whether the user has any permission record on the vhost (RabbitMQ's vhost access)."""
+    return broker.users.permission(user, vhost) is not None
 
 
-def _hash_matches(password: str, encoded: str) -> bool:
-    try:
-        raw = base64.b64decode(encoded, validate=True)
-    except ValueError:
-        return False
-    if len(raw) != SALT_SIZE + hashlib.sha256().digest_size:
-        return False
-    return hmac.compare_digest(password_hash(password, raw[:SALT_SIZE]), encoded)
-
-
-def user_info(broker: Broker, name: str, extra: dict[str, list[str]]) -> dict[str, Any]:
-    db = _db(broker)
-    if _is_dict(db):
-        hashed, algorithm = password_hash(db[name]), HASHING_ALGORITHM
-    else:
-        rec = db.get(name)
-        hashed, algorithm = rec.password_hash, rec.hashing_algorithm
+def user_info(broker: Broker, name: str) -> dict[str, Any]:
+    rec = broker.users.get(name)
+    assert rec is not None
     return {
         "name": name,
-        "password_hash": hashed,
-        "hashing_algorithm": algorithm,
-        "tags": tags(broker, name, extra),
+        "password_hash": rec.password_hash,
+        "hashing_algorithm": rec.hashing_algorithm,
+        "tags": list(rec.tags),
         "limits": {},
     }
 
@@ -105,28 +67,18 @@ def put_user(
     *,
     password: str | None,
     hashed: str | None,
+    algorithm: str | None = None,
     user_tags: list[str] | None,
-    extra: dict[str, list[str]],
 ) -> bool:
-    """Create or update a user (a password, or a RabbitMQ hash); True if created."""
-    db = _db(broker)
-    created = not exists(broker, name)
-    if _is_dict(db):
-        if password is not None:
-            db[name] = password
-        elif hashed is not None and not (not created and _hash_matches(db[name], hashed)):
-            # A plain password table cannot hold a hash that is not its password's.
-            raise UserError(f"user '{name}': only a password hash is given")
-        elif created:
-            raise UserError(f"user '{name}' needs a password")
-        if user_tags is not None:
-            extra[name] = user_tags
-        return created
+    """Create or update a user from a password or a RabbitMQ hash; True if created."""
     from ..store.base import UserRecord
 
+    db = broker.users
+    created = db.get(name) is None
     try:
         if hashed is not None and password is None:
-            db.import_user(UserRecord(name, hashed, HASHING_ALGORITHM, tuple(user_tags or ())))
+            rec = UserRecord(name, hashed, algorithm or HASHING_ALGORITHM, tuple(user_tags or ()))
+            db.import_user(rec)
             return created
         if created:
             db.add_user(name, password, user_tags or ())
@@ -141,43 +93,27 @@ def put_user(
 
 
 def delete_user(broker: Broker, name: str) -> bool:
-    db = _db(broker)
-    if _is_dict(db):
-        return db.pop(name, None) is not None
-    if db.get(name) is None:
+    if broker.users.get(name) is None:
         return False
-    db.delete_user(name)
+    broker.users.delete_user(name)
     return True
 
 
 def permissions(broker: Broker) -> list[dict[str, str]]:
-    db = _db(broker)
-    if _is_dict(db):
-        return [
-            {"user": u, "vhost": v, "configure": FULL_ACCESS, "write": FULL_ACCESS,
-             "read": FULL_ACCESS}
-            for u in sorted(db)
-            for v in sorted(broker.vhosts)
-        ]  # fmt: skip
     return [
         {"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write,
          "read": p.read}
-        for p in db.list_permissions()
+        for p in broker.users.list_permissions()
     ]  # fmt: skip
 
 
 def set_permission(broker: Broker, user: str, vhost: str, body: dict[str, Any]) -> None:
-    db = _db(broker)
-    if _is_dict(db):
-        return  # every user may use every vhost
     patterns = [str(body.get(k, "")) for k in ("configure", "write", "read")]
     try:
-        db.set_permissions(user, vhost, *patterns)
+        broker.users.set_permissions(user, vhost, *patterns)
     except Exception as exc:
         raise UserError(str(exc)) from None
 
 
 def clear_permission(broker: Broker, user: str, vhost: str) -> None:
-    db = _db(broker)
-    if not _is_dict(db):
-        db.clear_permissions(user, vhost)
+    broker.users.clear_permissions(user, vhost)
