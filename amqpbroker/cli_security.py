@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any
 
+from .config import DEFAULT_CHANNEL_MAX, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 from .server import tls as tls_module
 
 
@@ -69,11 +70,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the user name EXTERNAL takes from a client certificate (common_name)",
     )
 
+    limits = parser.add_argument_group("limits (0: none)")
+    limits.add_argument(
+        "--max-connections",
+        type=_count,
+        default=0,
+        help="client connections the broker accepts; more are refused at connection.open (none)",
+    )
+    limits.add_argument(
+        "--channel-max",
+        type=_count,
+        default=DEFAULT_CHANNEL_MAX,
+        help=f"channels per connection offered in connection.tune ({DEFAULT_CHANNEL_MAX})",
+    )
+    limits.add_argument(
+        "--max-consumers-per-channel", type=_count, default=0, help="consumers per channel (none)"
+    )
+    limits.add_argument(
+        "--max-queues-per-vhost", type=_count, default=0, help="queues in each vhost (none)"
+    )
+    limits.add_argument(
+        "--max-message-size",
+        type=_count,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        help=f"largest message body in bytes ({DEFAULT_MAX_MESSAGE_SIZE}, 128 MiB)",
+    )
+    limits.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=DEFAULT_HANDSHAKE_TIMEOUT,
+        help=f"seconds a client has to complete the AMQP handshake ({DEFAULT_HANDSHAKE_TIMEOUT:g})",
+    )
+
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     """Settings keyword arguments for the options above; exits with a usage error (2)
     for combinations that cannot work."""
-    settings: dict[str, Any] = {}
+    settings: dict[str, Any] = {
+        "max_connections": args.max_connections,
+        "channel_max": args.channel_max,
+        "max_consumers_per_channel": args.max_consumers_per_channel,
+        "max_queues_per_vhost": args.max_queues_per_vhost,
+        "max_message_size": args.max_message_size,
+        "handshake_timeout": args.handshake_timeout,
+    }
+    if args.handshake_timeout <= 0:
+        _usage("--handshake-timeout must be positive")
     if args.allow_guest_remote:
         settings["loopback_users"] = ()
     if args.tls_port is not None:

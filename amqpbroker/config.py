@@ -58,3 +58,10 @@ class Settings:
     tls_ca: str | None = None
     tls_require_client_cert: bool = False
     tls_login_from: str = "common_name"
+    # Resource limits, 0 = none (RabbitMQ's defaults). Connections past the node's
+    # limit are refused at connection.open (530); consumers per channel (530, as
+    # RabbitMQ's consumer_max_per_channel); queues per vhost (406, as RabbitMQ's vhost
+    # limit max-queues).
+    max_connections: int = 0
+    max_consumers_per_channel: int = 0
+    max_queues_per_vhost: int = 0

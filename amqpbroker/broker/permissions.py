@@ -1,4 +1,5 @@
-"""Which permission each channel method needs, checked before the method runs.
+"""Which permission (and which resource limit) each channel method needs, checked
+before the method runs.
 
 RabbitMQ's rabbit_channel checks permissions at the top of each method, before it looks
 anything up, so a refused user learns nothing about what exists (403 even for a queue
@@ -25,6 +26,10 @@ Checks RabbitMQ makes *before* a permission check (an unknown exchange type, the
 last-declared queue) are left to the method itself: where one of them applies the
 permission check is skipped here, so the client sees the same error as from RabbitMQ.
 
+The resource limits RabbitMQ checks in the same handlers are checked here too, at the
+same point: queues per vhost (a new queue, after configure and before the dead-letter
+checks: 406) and consumers per channel (before the read check: 530).
+
 Topic permissions (RabbitMQ's per-routing-key ``write``/``read`` on topic exchanges) are
 not implemented: with none set, RabbitMQ allows everything too.
 """
@@ -50,21 +55,24 @@ _ALTERNATE_EXCHANGE = "alternate-exchange"
 
 
 class _Access:
-    """One session's rights in its vhost, for the checks of one method."""
+    """One session's rights and limits in its vhost, for the checks of one method."""
 
-    __slots__ = ("permission", "user", "vhost")
+    __slots__ = ("permission", "settings", "user", "vhost")
 
     def __init__(self, session: Session, permission: Permission | None) -> None:
         assert session.vhost is not None
         self.vhost = session.vhost
         self.user = session.user or ""
         self.permission = permission
+        self.settings = session.broker.settings
 
     def require(self, what: str, kind: str, name: str) -> None:
+        permission = self.permission
+        if permission is not None and permission.unrestricted:
+            return
         if kind == "exchange" and not name:
             # rabbit_access_control checks the default exchange under this name.
             name = "amq.default"
-        permission = self.permission
         if permission is None or not permission.allows(what, name):
             raise errors.AccessRefused(
                 f"access to {kind} '{name}' in vhost '{self.vhost.name}' "
@@ -80,14 +88,24 @@ def _permission(session: Session) -> Permission | None:
 
 
 def check_method(session: Session, channel: Channel, key: int, payload: bytes) -> None:
-    """Raise 403 ACCESS_REFUSED if the session may not run this method."""
+    """Raise 403 ACCESS_REFUSED if the session may not run this method, or the error
+    of a resource limit it would exceed."""
     check = CHECKS.get(key)
     if check is None:
         return
     permission = _permission(session)
-    if permission is not None and permission.unrestricted:
-        return
+    if permission is not None and permission.unrestricted and not _limited(session, key):
+        return  # the common case costs one lookup, no decoding
     check(_Access(session, permission), channel, frames.decode_method(payload))
+
+
+def _limited(session: Session, key: int) -> bool:
+    settings = session.broker.settings
+    if key == _QUEUE_DECLARE:
+        return bool(settings.max_queues_per_vhost)
+    if key == _BASIC_CONSUME:
+        return bool(settings.max_consumers_per_channel)
+    return False
 
 
 def check_publish(session: Session, method_payload: bytes) -> None:
@@ -112,10 +130,11 @@ def check_server_named(owner: Any, name: str, arguments: dict[str, Any]) -> None
     if not isinstance(owner, Session) or owner.vhost is None:
         return  # not a client connection (embedding or management code)
     permission = _permission(owner)
-    if permission is not None and permission.unrestricted:
+    if permission is not None and permission.unrestricted and not _limited(owner, _QUEUE_DECLARE):
         return
     access = _Access(owner, permission)
     access.require(CONFIGURE, "queue", name)
+    _check_queue_limit(access, name)
     _check_dead_letter_exchange(access, name, arguments)
 
 
@@ -124,6 +143,16 @@ def check_server_named(owner: Any, name: str, arguments: dict[str, Any]) -> None
 
 def _last_queue(channel: Channel, name: str) -> str | None:
     return name or channel.last_queue
+
+
+def _check_queue_limit(access: _Access, queue: str) -> None:
+    limit = access.settings.max_queues_per_vhost
+    if limit and len(access.vhost.queues) >= limit:
+        # RabbitMQ 3.10's text for its vhost limit max-queues (checked on a real broker).
+        raise errors.PreconditionFailed(
+            f"cannot declare queue '{queue}': queue limit in vhost '{access.vhost.name}' "
+            f"({limit}) is reached"
+        )
 
 
 def _check_dead_letter_exchange(access: _Access, queue: str, arguments: dict[str, Any]) -> None:
@@ -143,6 +172,7 @@ def _queue_declare(access: _Access, channel: Channel, m: Any) -> None:
         return
     access.require(CONFIGURE, "queue", name)
     if name not in access.vhost.queues:
+        _check_queue_limit(access, name)
         _check_dead_letter_exchange(access, name, m.arguments)
 
 
@@ -170,6 +200,10 @@ def _queue_read(access: _Access, channel: Channel, m: Any) -> None:
 def _basic_consume(access: _Access, channel: Channel, m: Any) -> None:
     if m.consumer_tag and m.consumer_tag in channel.consumers:
         return  # 530 attempt to reuse consumer tag comes first
+    limit = access.settings.max_consumers_per_channel
+    if limit and len(channel.consumers) >= limit:
+        # RabbitMQ's consumer_max_per_channel (3.12+): a connection error.
+        raise errors.NotAllowed(f"reached maximum ({limit}) of consumers per channel")
     if m.queue == _REPLY_TO:
         return  # direct reply-to is open to every user, as in RabbitMQ
     _queue_read(access, channel, m)
@@ -208,6 +242,9 @@ _Check = Callable[[_Access, "Channel", Any], None]
 def _k(class_id: int, method_id: int) -> int:
     return (class_id << 16) | method_id
 
+
+_QUEUE_DECLARE = _k(50, 10)
+_BASIC_CONSUME = _k(60, 20)
 
 # Method key (as methods.HANDLERS) -> its check; methods not here need no permission.
 CHECKS: dict[int, _Check] = {

@@ -136,6 +136,13 @@ class Session:
         return self.broker.authenticate(mechanism, response, self.peer, cert_user=self.cert_user)
 
     def open_vhost(self, user: str, vhost: str) -> None:
+        limit = self.broker.settings.max_connections
+        if limit and sum(1 for s in self.broker.sessions if s.vhost is not None) >= limit:
+            # RabbitMQ's text for its connection_max (3.12+); 3.10 only stops accepting.
+            log.warning("connection %s refused: node connection limit (%d)", self.peer, limit)
+            raise errors.NotAllowed(
+                f"connection refused: node connection limit ({limit}) is reached"
+            )
         host = self.broker.vhosts.get(vhost)
         if host is None:
             raise errors.NotAllowed(f"vhost {vhost} not found")
