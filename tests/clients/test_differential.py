@@ -22,9 +22,7 @@ from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, Unr
 from pikakit import wait_until
 from rawamqp import RawClient, connect, parse_url
 
-REFERENCE_URL = os.environ.get(
-    "AMQPBROKER_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/"
-)
+REFERENCE_URL = os.environ.get("AMQPBROKER_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")
 
 
 def _listening(url: str) -> bool:

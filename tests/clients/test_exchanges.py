@@ -535,9 +535,7 @@ HEADERS_MESSAGES = [
 
 
 @pytest.mark.parametrize(("binding", "expected"), HEADERS_CASES)
-def test_headers_routing(
-    ch: BlockingChannel, binding: dict[str, Any], expected: list[int]
-) -> None:
+def test_headers_routing(ch: BlockingChannel, binding: dict[str, Any], expected: list[int]) -> None:
     ch.exchange_declare("h", "headers")
     queue = bound_queue(ch, "h", "", **binding) if binding else bound_queue(ch, "h")
     for index, headers in enumerate(HEADERS_MESSAGES):

@@ -501,9 +501,7 @@ def test_passive_declare_of_the_empty_name(
     ) == (404, f"NOT_FOUND - no queue '' in vhost '{vhost}'")
 
 
-def test_empty_name_after_the_last_queue_was_deleted(
-    conn: BlockingConnection, vhost: str
-) -> None:
+def test_empty_name_after_the_last_queue_was_deleted(conn: BlockingConnection, vhost: str) -> None:
     def purge_deleted(c: BlockingChannel) -> None:
         c.queue_declare("gone")
         c.queue_delete("gone")
