@@ -272,9 +272,11 @@ class Store(abc.ABC):
         that may have been delivered carries the flag). A missing seq is ignored."""
 
     @abc.abstractmethod
-    def purge(self, queue_id: int) -> None:
-        """Buffer deleting every message of the queue that exists at this point of the
-        operation order: messages enqueued after the purge call (even in the same batch) stay."""
+    def purge(self, queue_id: int, from_seq: int = 0) -> None:
+        """Buffer deleting every message of the queue with seq >= ``from_seq`` that exists at
+        this point of the operation order: messages enqueued after the purge call (even in the
+        same batch) stay. ``from_seq`` lets a paged queue drop its on-disk tail while the
+        messages delivered from its head (lower seqs, unacked) stay stored."""
 
     @abc.abstractmethod
     def commit(self) -> int:

@@ -280,8 +280,8 @@ class MemoryStore(Store):
     def mark_delivered(self, queue_id: int, seq: int) -> None:
         self._pending.add((DELIVERED, queue_id, seq, None))
 
-    def purge(self, queue_id: int) -> None:
-        self._pending.add((PURGE, queue_id, 0, None))
+    def purge(self, queue_id: int, from_seq: int = 0) -> None:
+        self._pending.add((PURGE, queue_id, from_seq, None))
 
     def has_pending(self) -> bool:
         return bool(self._pending)
@@ -336,5 +336,8 @@ def _apply(image: MemoryImage, op: Op) -> None:
         old = messages.get(seq)
         if old is not None and not old.redelivered:
             messages[seq] = attrs.evolve(old, redelivered=True)
-    else:
+    elif seq == 0:  # PURGE of the whole queue
         messages.clear()
+    else:  # PURGE from seq on (a paged queue's on-disk tail)
+        for stored in [s for s in messages if s >= seq]:
+            del messages[stored]

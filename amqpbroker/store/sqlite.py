@@ -451,8 +451,8 @@ class SQLiteStore(Store):
     def mark_delivered(self, queue_id: int, seq: int) -> None:
         self._pending.add((DELIVERED, queue_id, seq, None))
 
-    def purge(self, queue_id: int) -> None:
-        self._pending.add((PURGE, queue_id, 0, None))
+    def purge(self, queue_id: int, from_seq: int = 0) -> None:
+        self._pending.add((PURGE, queue_id, from_seq, None))
 
     def has_pending(self) -> bool:
         return bool(self._pending)

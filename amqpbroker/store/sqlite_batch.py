@@ -20,6 +20,7 @@ INSERT_MESSAGE: Final = (
 DELETE_MESSAGE: Final = "DELETE FROM messages WHERE queue_id = ? AND seq = ?"
 MARK_DELIVERED: Final = "UPDATE messages SET redelivered = 1 WHERE queue_id = ? AND seq = ?"
 DELETE_QUEUE_MESSAGES: Final = "DELETE FROM messages WHERE queue_id = ?"
+DELETE_QUEUE_MESSAGES_FROM: Final = "DELETE FROM messages WHERE queue_id = ? AND seq >= ?"
 RAISE_MAX_SEQ: Final = "UPDATE meta SET value = max(value, ?) WHERE key = 'max_seq'"
 
 
@@ -41,7 +42,7 @@ class NetEffect:
         inserts: dict[tuple[int, int], MessageRecord] = {}
         deletes: set[tuple[int, int]] = set()
         delivered: set[tuple[int, int]] = set()
-        purges: set[int] = set()
+        purges: dict[int, int] = {}  # queue_id -> lowest from_seq purged in this batch
         max_seq = 0
         for kind, queue_id, seq, rec in ops:
             if kind == ENQUEUE:
@@ -65,11 +66,12 @@ class NetEffect:
                     inserts[key] = attrs.evolve(pending, redelivered=True)
             elif kind == PURGE:
                 # Rare, so a scan of the batch is fine. The purge statement removes every
-                # earlier row of the queue, so earlier-batch deletes and updates are moot.
-                purges.add(queue_id)
-                inserts = {k: r for k, r in inserts.items() if k[0] != queue_id}
-                deletes = {k for k in deletes if k[0] != queue_id}
-                delivered = {k for k in delivered if k[0] != queue_id}
+                # earlier row of the queue from seq on (seq 0: all), so earlier-batch
+                # deletes and updates of those rows are moot.
+                purges[queue_id] = min(seq, purges.get(queue_id, seq))
+                inserts = {k: r for k, r in inserts.items() if k[0] != queue_id or k[1] < seq}
+                deletes = {k for k in deletes if k[0] != queue_id or k[1] < seq}
+                delivered = {k for k in delivered if k[0] != queue_id or k[1] < seq}
         self.inserts = inserts
         self.deletes = deletes
         self.delivered = delivered
@@ -78,7 +80,7 @@ class NetEffect:
 
     def execute(self, conn: sqlite3.Connection) -> None:
         if self.purges:
-            conn.executemany(DELETE_QUEUE_MESSAGES, [(q,) for q in self.purges])
+            conn.executemany(DELETE_QUEUE_MESSAGES_FROM, list(self.purges.items()))
         if self.deletes:
             conn.executemany(DELETE_MESSAGE, self.deletes)
         if self.delivered:

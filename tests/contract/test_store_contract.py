@@ -473,6 +473,26 @@ def test_purge_is_ordered_with_the_other_operations(store: Store) -> None:
     assert seqs(store, q) == []
 
 
+def test_purge_from_a_seq_keeps_the_lower_ones(store: Store) -> None:
+    """A paged queue drops its on-disk tail; messages delivered from its head (lower
+    seqs, still unacked) must stay stored."""
+    q = store.put_queue("/", "q", True, False, {})
+    for seq in (1, 2, 3):
+        store.enqueue(q, msg(seq))
+    store.commit()
+    store.enqueue(q, msg(4))
+    store.mark_delivered(q, 3)
+    store.purge(q, from_seq=3)  # removes 3 and 4
+    store.enqueue(q, msg(5))  # after the purge: stays
+    store.purge(q, from_seq=10)  # nothing at or above 10
+    store.commit()
+    assert seqs(store, q) == [1, 2, 5]
+    store.purge(q, from_seq=2)
+    store.remove(q, 1)
+    store.commit()
+    assert seqs(store, q) == []
+
+
 def test_enqueue_of_an_existing_seq_replaces_it(store: Store) -> None:
     q = store.put_queue("/", "q", True, False, {})
     store.enqueue(q, msg(1, b"old"))
