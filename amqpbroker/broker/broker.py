@@ -91,6 +91,9 @@ class Broker:
         self.commit_channels: list[Channel] = []
         self.commit_callbacks: list[Callable[[], None]] = []
         self.request_commit: Callable[[], None] = _noop
+        # Paged queues waiting for their next messages (server/pager.py).
+        self.page_requests: set[Queue] = set()
+        self.wake_pager: Callable[[], None] | None = None
         self.recovered: RecoveryStats | None = None
         if self.settings.consumer_timeout:
             AckTimeouts(self, self.settings.consumer_timeout).start()
@@ -139,6 +142,16 @@ class Broker:
             channel.commit_queued = True
             self.commit_channels.append(channel)
         self.request_commit()
+
+    def request_page_in(self, queue: Queue) -> None:
+        """A paged queue's head runs low: read its next messages from the store.
+        The server's pager does it in a worker thread; without one (a broker driven
+        directly, in unit tests) it happens now."""
+        if self.wake_pager is None:
+            queue.page_in_now()  # type: ignore[attr-defined]
+            return
+        self.page_requests.add(queue)
+        self.wake_pager()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self.commit_callbacks.append(callback)
@@ -192,6 +205,7 @@ class Broker:
             # Server-named queues are permission-checked once their name is drawn.
             vhost.on_server_named = permissions.check_server_named
             vhost.store = self.store
+            vhost.pager = self.request_page_in
             vhost.timers = self.timers
             # Replies to amq.rabbitmq.reply-to.* names route through the default exchange.
             vhost.exchanges[""] = DefaultExchange(vhost.queues.get, self.reply_queues.get)

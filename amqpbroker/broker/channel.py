@@ -140,7 +140,7 @@ class Channel:
                 qm.redelivered,
                 message.exchange,
                 message.routing_key,
-                len(queue.ready),
+                queue.message_count,
             ),
             self.number,
             message,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..store.base import MessageRecord, Store
@@ -21,6 +21,10 @@ from .message import Message, QueuedMessage
 
 if TYPE_CHECKING:
     from .consumer import Consumer
+
+# Ready messages a durable queue keeps in memory before its tail goes to disk
+# (paging.py): ~15 MB of 1 KiB messages.
+PAGE_OUT_AT = 10_000
 
 
 class Queue:
@@ -36,9 +40,11 @@ class Queue:
         "had_consumer",
         "name",
         "next_seq",
+        "pager",
         "ready",
         "store",
         "store_id",
+        "tail",
         "unacked",
         "vhost",
     )
@@ -72,6 +78,10 @@ class Queue:
         # Persistent messages published here are written there (group-committed).
         self.store: Store | None = None
         self.store_id = 0
+        # Durable queues page their tail out to the store past a length (paging.py):
+        # ``pager`` asks the broker to read the next messages back in.
+        self.pager: Callable[[Queue], None] | None = None
+        self.tail: Any = None
         # Queues with TTLs, limits, dead lettering, priorities... are FeatureQueues
         # (features.py); their state lives here, so a plain queue can become one
         # (same slots) the first time a message with an expiration reaches it.
@@ -99,6 +109,11 @@ class Queue:
     def publish(self, message: Message) -> bool:
         """Enqueue (or deliver at once); True when the message went to the store,
         so its publisher confirm must wait for the next group commit."""
+        if self.pager is not None and len(self.ready) >= PAGE_OUT_AT and type(self) is Queue:
+            from .paging import start_paging
+
+            start_paging(self)
+            return self.publish(message)
         seq = self.next_seq
         self.next_seq = seq + 1
         qm = QueuedMessage(seq, message)

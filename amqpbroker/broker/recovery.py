@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ..store.base import Definitions
+from . import queue as _queue
 from .exchanges import make_exchange
 from .features import enable_features, make_queue
 from .message import Message
+from .paging import resume_paged
 from .queue import Queue
 from .queue_args import options_from
 
@@ -71,9 +73,19 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
             arguments=q.arguments,
         )
         queue.store, queue.store_id = store, q.queue_id
+        queue.pager = broker.request_page_in
         after = 0
+        loaded = 0
         while True:
-            records = store.read_messages(q.queue_id, after, RECOVERY_PAGE)
+            if type(queue) is Queue and loaded >= _queue.PAGE_OUT_AT:
+                # A long plain queue: the rest stays on disk, paged in as it drains
+                # (startup reads one window, not the whole queue).
+                remaining = store.queue_depth(q.queue_id)[0] - loaded
+                if remaining > 0:
+                    resume_paged(queue, after, remaining, unclean)
+                    stats.messages += remaining
+                break
+            records = store.read_messages(q.queue_id, after, min(RECOVERY_PAGE, _queue.PAGE_OUT_AT))
             for rec in records:
                 message = Message(rec.exchange, rec.routing_key, rec.header, rec.body)
                 redelivered = rec.redelivered or unclean
@@ -81,7 +93,8 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
                     enable_features(queue, vhost, options_from({}))  # per-message TTL
                 queue.restore(rec, message, redelivered)
             stats.messages += len(records)
-            if len(records) < RECOVERY_PAGE:
+            loaded += len(records)
+            if len(records) < min(RECOVERY_PAGE, _queue.PAGE_OUT_AT):
                 break
             after = records[-1].seq
         queue.next_seq = next_seq

@@ -113,6 +113,8 @@ class VirtualHost:
         self.on_server_named: Callable[[Any, str, dict[str, Any]], None] | None = None
         # Where durable entities are recorded (None: a transient broker).
         self.store: Store | None = None
+        # Asks for a paged queue's next messages to be read from the store (broker.py).
+        self.pager: Callable[[Queue], None] | None = None
         # The broker's clock and deadlines (TTLs, x-expires); set by the broker.
         self.timers = Timers()
 
@@ -275,6 +277,7 @@ class VirtualHost:
             self.queues[name] = queue
             if queue.durable and self.store is not None:
                 queue.store = self.store
+                queue.pager = self.pager
                 queue.store_id = self.store.put_queue(self.name, name, True, auto_delete, arguments)
             return queue, True
         # Redeclare: exclusivity must match exactly (RabbitMQ's strict check).
@@ -308,9 +311,9 @@ class VirtualHost:
     def delete_queue(self, queue: Queue, *, if_unused: bool = False, if_empty: bool = False) -> int:
         if if_unused and queue.consumers:
             raise errors.PreconditionFailed(f"{self._where('queue', queue.name)} in use")
-        if if_empty and queue.ready:
+        if if_empty and queue.message_count:
             raise errors.PreconditionFailed(f"{self._where('queue', queue.name)} not empty")
-        count = len(queue.ready)
+        count = queue.message_count
         self.remove_queue(queue)
         return count
 

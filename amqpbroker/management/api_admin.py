@@ -20,7 +20,7 @@ routes = RouteTable()
 
 
 def _vhost_counts(ctx: ManagementContext, host: VirtualHost) -> dict[str, Any]:
-    ready = sum(len(q.ready) for q in host.queues.values())
+    ready = sum(q.message_count for q in host.queues.values())
     unacked = sum(q.unacked for q in host.queues.values())
     published = sum(max(q.next_seq - 1, 0) for q in host.queues.values())
     recv = send = 0

@@ -130,7 +130,7 @@ def queue_info(
     *,
     detail: bool = False,
 ) -> dict[str, Any]:
-    ready = len(queue.ready)
+    ready = queue.message_count
     ready_bytes, persistent, persistent_bytes = _ready_stats(queue)
     unacked_bytes, unacked_persistent = (unacked or {}).get(id(queue), (0, 0))
     consumers = queue.consumers

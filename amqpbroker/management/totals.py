@@ -56,7 +56,7 @@ def snapshot(broker: Broker) -> Snapshot:
         exchanges += len(vhost.exchanges)
         for queue in vhost.queues.values():
             queues += 1
-            ready += len(queue.ready)
+            ready += queue.message_count
             unacked += queue.unacked
     return Snapshot(
         published=published,

@@ -24,6 +24,7 @@ from ..broker.session import Session
 from .clock import run_timers
 from .committer import run_committer
 from .monitor import run_monitor
+from .pager import run_pager
 from .tls import accept as tls_accept
 from .tls import server_context
 
@@ -265,6 +266,7 @@ class Server:
         async with trio.open_nursery() as background:
             if self.broker.store is not None:
                 await background.start(run_committer, self.broker)
+                await background.start(run_pager, self.broker)
             # One task for every broker deadline (TTLs, x-expires, ack timeouts).
             await background.start(run_timers, self.broker)
             background.start_soon(run_monitor, self.broker)

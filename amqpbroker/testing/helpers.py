@@ -176,7 +176,7 @@ class BindingInfo:
 def _queue_info(queue: Queue) -> QueueInfo:
     return QueueInfo(
         name=queue.name,
-        messages=len(queue.ready),
+        messages=queue.message_count,
         unacked=queue.unacked,
         consumers=len(queue.consumers),
         enqueued=queue.next_seq - 1,
