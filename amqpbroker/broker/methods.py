@@ -467,10 +467,14 @@ def _checked_exchange(session: Session, exchange_name: str, header: bytes) -> Ex
         raise errors.AccessRefused(
             f"cannot publish to internal exchange '{exchange_name}' in vhost '{vhost.name}'"
         )
-    # Hot path: test the property flag bits (user_id 0x0010, expiration 0x0100 in
-    # the 16-bit flags at offset 12) and parse the properties only when needed.
-    if len(header) > 13 and (header[13] & _USER_ID_FLAG or header[12] & _EXPIRATION_FLAG):
+    # RabbitMQ decodes every publish's properties at this point: malformed ones close
+    # the connection (541) instead of reaching consumers whose clients cannot parse
+    # them. Hot path: a header without properties (flags 0 but for the two low bits,
+    # which are ignored) is not scanned; the scan is ~1 us, the headers table a few.
+    if header[12] or header[13] & 0xFC:
         view = props.scan_properties(header)
+        if view.has_headers:
+            _ = view.headers  # decoding it validates it
         if view.user_id is not None and view.user_id != session.user:
             raise errors.PreconditionFailed(
                 f"user_id property set to '{view.user_id}' but authenticated user was "
@@ -481,8 +485,6 @@ def _checked_exchange(session: Session, exchange_name: str, header: bytes) -> Ex
     return exchange
 
 
-_USER_ID_FLAG = 0x10  # in the flags' low byte
-_EXPIRATION_FLAG = 0x01  # in the flags' high byte
 
 
 # ------------------------------------------------------------ confirm and tx

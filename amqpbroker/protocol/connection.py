@@ -391,6 +391,12 @@ class AMQPConnection:
                 ),
             )
             return
+        if payload[13] & 0x03:
+            # The two low flag bits mean nothing in 0-9-1 (bit 0 would announce a
+            # second flags word) and RabbitMQ ignores them, but forwards them: clients
+            # (pika, pamqp) then fail to parse the delivery. Cleared, so one publisher
+            # cannot poison every consumer of a queue.
+            payload = payload[:13] + bytes((payload[13] & 0xFC,)) + payload[14:]
         ch.header = payload
         ch.body_remaining = body_size
         if body_size == 0:

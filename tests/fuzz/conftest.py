@@ -1,0 +1,8 @@
+"""The fuzz tests use the client tests' raw socket client (tests/clients/rawamqp.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients"))
