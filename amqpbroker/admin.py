@@ -15,7 +15,8 @@ Passwords may be left out of the command line (``add_user NAME``): they are then
 from stdin, without echo on a terminal, so they stay out of shell history and ``ps``.
 
 Exit codes as rabbitmqctl: 0 ok, 64 usage, 65 invalid data, 67 no such user, 69 no
-such vhost or broker running, 70 already exists.
+such vhost or broker running, 70 already exists; 66 when the data dir does not exist
+(it is never created here: a mistyped path must not become a new, empty broker).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .store import DataDirLocked, Definitions, SQLiteStore, StoreError, default_
 EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65
+EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
 
@@ -257,6 +259,10 @@ def run(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     args = build_parser().parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     function, announce = VERBS[args.verb]
+    if not data_dir.is_dir():
+        # Not created here: a mistyped path would otherwise get a new, empty broker.
+        err.write(f"Error: no data dir at {data_dir} (create it, or start the broker once)\n")
+        return EX_NOINPUT
     if not args.quiet:
         out.write(announce(args) + "\n")
     store = SQLiteStore(data_dir)

@@ -112,6 +112,14 @@ def test_ctl_errors_use_rabbitmqctl_exit_codes(tmp_path: Path) -> None:
     assert ctl(tmp_path, "authenticate_user", "alice", "nope")[0] == 70
 
 
+def test_a_missing_data_dir_is_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "typo"
+    code, out, err = ctl(missing, "add_user", "alice", "pw")
+    assert (code, out) == (66, "")
+    assert err == f"Error: no data dir at {missing} (create it, or start the broker once)\n"
+    assert not missing.exists()
+
+
 def test_password_from_stdin_stays_off_the_command_line(tmp_path: Path) -> None:
     assert ctl(tmp_path, "add_user", "carol", stdin="from stdin\n")[0] == 0
     assert ctl(tmp_path, "authenticate_user", "carol", "from stdin")[0] == 0
