@@ -128,6 +128,9 @@ class UserDB:
         self.store = store
         self.users: dict[str, UserRecord] = {}
         self._permissions: dict[tuple[str, str], Permission] = {}
+        # Bumped by every change of users or permissions, so that a connection can
+        # remember a check's result until something changes (the publish hot path).
+        self.generation = 0
 
     # ------------------------------------------------------------- loading
 
@@ -148,6 +151,7 @@ class UserDB:
             self._permissions = {
                 (rec.user, rec.vhost): Permission.compile(rec) for rec in definitions.permissions
             }
+            self.generation += 1
             return False
         self.seed(default_user, default_pass, vhosts)
         return True
@@ -228,6 +232,7 @@ class UserDB:
         del self.users[name]
         for key in [key for key in self._permissions if key[0] == name]:
             del self._permissions[key]
+        self.generation += 1
 
     def set_permissions(
         self,
@@ -254,18 +259,21 @@ class UserDB:
         if self.store is not None:
             self.store.put_permission(rec)
         self._permissions[user, vhost] = Permission.compile(rec)
+        self.generation += 1
 
     def clear_permissions(self, user: str, vhost: str) -> None:
         self._existing(user)
         if self.store is not None:
             self.store.delete_permission(user, vhost)
         self._permissions.pop((user, vhost), None)
+        self.generation += 1
 
     def vhost_deleted(self, vhost: str) -> None:
         """Forget permissions on a deleted vhost (the store's delete_vhost drops its
         own), so a new vhost of the same name does not inherit them."""
         for key in [key for key in self._permissions if key[1] == vhost]:
             del self._permissions[key]
+        self.generation += 1
 
     # ------------------------------------------------------------- helpers
 
@@ -279,6 +287,7 @@ class UserDB:
         if self.store is not None:
             self.store.put_user(rec)
         self.users[rec.name] = rec
+        self.generation += 1
 
 
 def _check_name(name: str) -> None:

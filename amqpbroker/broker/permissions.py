@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .channel import Channel
     from .session import Session
 
-# Where RabbitMQ's channel handlers take the name of the last declared queue.
+# Direct reply-to's pseudo-queue: consuming from it needs no permission (RabbitMQ).
 _REPLY_TO = "amq.rabbitmq.reply-to"
 _DEAD_LETTER_EXCHANGE = "x-dead-letter-exchange"
 _ALTERNATE_EXCHANGE = "alternate-exchange"
@@ -111,10 +111,15 @@ def _limited(session: Session, key: int) -> bool:
 def check_publish(session: Session, method_payload: bytes) -> None:
     """basic.publish: write on the exchange, before the exchange is looked up.
 
-    Hot path: one dict lookup for an unrestricted user; the publish fields are decoded
-    (and cached by the codec) only for restricted ones."""
+    Hot path: an unrestricted user's connection remembers that it is, until the user
+    database changes (one comparison per publish); the publish fields are decoded (and
+    cached by the codec) only for restricted users."""
+    generation = session.broker.users.generation
+    if session.unrestricted_at == generation:
+        return
     permission = _permission(session)
     if permission is not None and permission.unrestricted:
+        session.unrestricted_at = generation
         return
     exchange, _key, _mandatory, immediate = frames.decode_publish(method_payload)
     if immediate:

@@ -56,6 +56,9 @@ class Session:
         # The user name a verified TLS client certificate gives: EXTERNAL is offered
         # only then (as RabbitMQ's rabbitmq_auth_mechanism_ssl).
         self.cert_user = cert_user
+        # The user database generation at which this connection's user was last seen
+        # unrestricted in its vhost (permissions.check_publish), -1: not known to be.
+        self.unrestricted_at = -1
         settings = broker.settings
         self.proto = AMQPConnection(
             self,

@@ -187,6 +187,27 @@ def test_changed_permissions_apply_to_open_connections(
             conn.close()
 
 
+def test_revoked_write_permission_stops_an_open_publisher(
+    broker: amqpbroker.Broker, vhost: str, users: Users
+) -> None:
+    name = users.add("publisher", perms=(".*", ".*", ".*"))
+    conn = connect(broker, vhost, name)
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.basic_publish("amq.direct", "k", b"allowed")
+        users.grant(name, ".*", "^$", ".*")
+        with pytest.raises(ChannelClosedByBroker) as err:
+            ch.basic_publish("amq.direct", "k", b"refused")
+        assert err.value.reply_text == (
+            f"ACCESS_REFUSED - access to exchange 'amq.direct' in vhost '{vhost}' "
+            f"refused for user '{name}'"
+        )
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
 def test_server_named_queue_is_checked_on_its_generated_name(
     broker: amqpbroker.Broker, vhost: str, users: Users
 ) -> None:
