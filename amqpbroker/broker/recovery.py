@@ -35,6 +35,12 @@ class RecoveryStats:
     bindings: int = 0
     messages: int = 0
 
+    def __str__(self) -> str:
+        return (
+            f"{self.vhosts} vhosts, {self.exchanges} exchanges, {self.queues} queues, "
+            f"{self.bindings} bindings, {self.messages} messages"
+        )
+
 
 def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
     store = broker.store
