@@ -14,7 +14,9 @@ import datetime
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .amqpraw import BrokerAddress
 from .brokers import DEFAULT_RABBITMQ_URL, OurBroker, describe_server, probe
@@ -25,6 +27,7 @@ from .runner import OURS, RABBITMQ, Measurement, Target, measure
 from .scenarios import Scenario, select
 from .sysstat import CpuSnapshot, listener_pid, machine_facts
 
+N = TypeVar("N", int, float)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 DEFAULT_REPEAT = 3
 DEFAULT_TIME_LIMIT_S = 120.0
@@ -54,11 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a tenth of the messages, 1 run")
     parser.add_argument("--scenarios", help="comma-separated names (default: all)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
-    parser.add_argument("--messages", type=int, help="publishes per throughput measurement")
-    parser.add_argument("--latency-seconds", type=float, help="length of the paced run")
-    parser.add_argument("--repeat", type=int, help=f"runs per broker ({DEFAULT_REPEAT}; quick 1)")
     parser.add_argument(
-        "--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S, help="seconds per measurement"
+        "--messages", type=_positive(int), help="publishes per throughput measurement"
+    )
+    parser.add_argument("--latency-seconds", type=_positive(float), help="length of the paced run")
+    parser.add_argument(
+        "--repeat", type=_positive(int), help=f"runs per broker ({DEFAULT_REPEAT}; quick 1)"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=_positive(float),
+        default=DEFAULT_TIME_LIMIT_S,
+        help="seconds per measurement",
     )
     parser.add_argument("--sync", choices=("full", "normal", "off"), default="full")
     parser.add_argument("--data-root", type=Path, help="where persistent runs keep their data")
@@ -87,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     return parser
+
+
+def _positive(kind: type[N]) -> Callable[[str], N]:
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
