@@ -471,7 +471,10 @@ def _checked_exchange(session: Session, exchange_name: str, header: bytes) -> Ex
     # the connection (541) instead of reaching consumers whose clients cannot parse
     # them. Hot path: a header without properties (flags 0 but for the two low bits,
     # which are ignored) is not scanned; the scan is ~1 us, the headers table a few.
-    if header[12] or header[13] & 0xFC:
+    # The checks depend only on the property bytes and the session's user, so bytes
+    # equal to the last ones that passed on this session pass again unscanned
+    # (slice + compare ~0.1 us; ~7% of the broker's CPU in ampblast).
+    if (header[12] or header[13] & 0xFC) and header[12:] != session.checked_properties:
         view = props.scan_properties(header)
         if view.has_headers:
             _ = view.headers  # decoding it validates it
@@ -482,9 +485,8 @@ def _checked_exchange(session: Session, exchange_name: str, header: bytes) -> Ex
             )
         if view.expiration is not None:
             parse_expiration(view.expiration.encode("utf-8"))
+        session.checked_properties = header[12:]
     return exchange
-
-
 
 
 # ------------------------------------------------------------ confirm and tx

@@ -83,6 +83,9 @@ class Session:
         # alarm is raised), and it has been sent connection.blocked.
         self.published = False
         self.told_blocked = False
+        # The property bytes of the last publish whose properties passed the checks
+        # (methods._checked_exchange): publishers mostly repeat the same properties.
+        self.checked_properties = b""
         # For the management API and metrics: when the connection came, and bytes
         # read / written (counted by the server per socket read / send, not per frame).
         self.connected_at = time.time()

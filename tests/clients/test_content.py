@@ -228,6 +228,28 @@ def test_user_id_must_be_the_login_user(
     assert connection.channel().queue_declare(queue, passive=True).method.message_count == 0
 
 
+def test_properties_are_checked_on_every_publish_not_only_the_first(
+    connection: BlockingConnection, channel: BlockingChannel
+) -> None:
+    # The broker skips re-checking property bytes equal to the last ones that passed
+    # on the connection; anything different must still be checked.
+    queue = new_queue(channel)
+    for _ in range(3):
+        channel.basic_publish("", queue, b"x", pika.BasicProperties(user_id="guest"))
+    channel.basic_publish("", queue, b"x", pika.BasicProperties(user_id="bob"))
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        channel.queue_declare(queue, passive=True)
+    assert info.value.reply_code == 406
+    assert "user_id property set to 'bob'" in info.value.reply_text
+    other = connection.channel()
+    assert other.queue_declare(queue, passive=True).method.message_count == 3
+    other.basic_publish("", queue, b"x", pika.BasicProperties(expiration="1000"))
+    other.basic_publish("", queue, b"x", pika.BasicProperties(expiration="abc"))
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        other.queue_declare(queue, passive=True)
+    assert info.value.reply_code == 406
+
+
 def test_user_id_is_checked_in_transactions_too(
     connection: BlockingConnection, channel: BlockingChannel
 ) -> None:
