@@ -109,17 +109,22 @@ class Channel:
         elif qm.persisted:
             queue.settled(qm)
         message = qm.message
-        self.session.write_content(
-            frames.encode_deliver(
+        session = self.session
+        body = message.body
+        header = message.header
+        session.write_frames(
+            frames.encode_delivery(
                 self.number,
                 consumer.tag,
                 tag,
                 qm.redelivered,
                 message.exchange,
                 message.routing_key,
+                header,
+                body,
+                session.proto.frame_max,
             ),
-            self.number,
-            message,
+            len(body) + len(header) + 64,
         )
 
     def deliver_get(self, queue: Queue, qm: QueuedMessage, no_ack: bool) -> None:

@@ -135,6 +135,14 @@ class Session:
             self.writable = False
         self.wake()
 
+    def write_frames(self, data: bytes, size: int) -> None:
+        """Encoded frames (a whole delivery), counted as ``size`` bytes of backlog."""
+        self.proto.out.append(data)
+        self.out_size += size
+        if self.out_size > HIGH_WATER:
+            self.writable = False
+        self.wake()
+
     # ---------------------------------------------------- protocol.Handler
 
     def authenticate(self, mechanism: str, response: bytes) -> str | None:

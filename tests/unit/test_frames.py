@@ -314,6 +314,21 @@ def test_encoders_match_pamqp_bytes() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("body", "frame_max"),
+    [(b"x" * 16, 131072), (b"", 131072), (b"y" * 4088, 4096), (b"z" * 10000, 4096), (b"w", 0)],
+)
+def test_encode_delivery_is_deliver_then_content(body: bytes, frame_max: int) -> None:
+    content_header = frame.marshal(header.ContentHeader(0, len(body)), 3)[7:-1]
+    expected = frames.encode_deliver(3, "ctag", 9, True, "ex", "rk") + b"".join(
+        frames.encode_content(3, content_header, body, frame_max)
+    )
+    assert (
+        frames.encode_delivery(3, "ctag", 9, True, "ex", "rk", content_header, body, frame_max)
+        == expected
+    )
+
+
 def test_delivery_tags_are_unsigned_64_bit() -> None:
     # AMQP longlong is unsigned (RabbitMQ: 64/unsigned); pamqp 4.0.1 reads it signed.
     raw = frames.encode_deliver(1, "t", 2**64 - 1, False, "", "q")
