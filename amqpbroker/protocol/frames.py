@@ -95,6 +95,7 @@ FRAME_OVERHEAD = 8
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
 _FRAME_HEADER = struct.Struct(">BHI")
+_unpack_frame_header = _FRAME_HEADER.unpack_from
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -105,6 +106,9 @@ _END = b"\xce"
 # property flags are checked later, by the property decoder); heartbeats must be
 # empty (checked separately).
 _MIN_PAYLOAD = {FRAME_METHOD: 4, FRAME_HEADER: 12, FRAME_BODY: 0, FRAME_HEARTBEAT: 0}
+# The same by frame type octet, -1 for a type RabbitMQ does not know (a tuple
+# index is cheaper than a dict lookup, once per frame).
+_MIN_PAYLOAD_BY_TYPE = tuple(_MIN_PAYLOAD.get(frame_type, -1) for frame_type in range(256))
 
 # Compact the read buffer once this much consumed data sits in front of the
 # unread bytes; below it, the occasional tail move is cheaper than tracking more.
@@ -160,11 +164,14 @@ class FrameReader:
     :meth:`next_frame` until it returns None.  The protocol header is not a frame:
     the caller consumes those 8 bytes before feeding the reader.
 
-    Hot path: the buffer is a bytearray read through an offset with
-    ``unpack_from``; a frame costs one header unpack and one payload copy.  Consumed
-    bytes are dropped only when everything is consumed or when more than
-    ``_COMPACT_AT`` of them pile up -- never by copying the tail per frame, which is
-    what makes naive ``buf = buf[n:]`` splitting quadratic.
+    Hot path: the buffer is read through an offset with ``unpack_from``; a frame
+    costs one header unpack and one payload copy.  The buffer is ``bytes`` while
+    what is left unread at a feed is short (a small payload is then sliced out with
+    one copy, where a bytearray needs two: ~0.1 us a frame); a long partial frame
+    (a big body arriving in pieces) moves it to a ``bytearray`` that later pieces
+    are appended to, so the cost stays linear however small the pieces.  Consumed
+    bytes are dropped only at a feed -- never by copying the tail per frame, which
+    is what makes naive ``buf = buf[n:]`` splitting quadratic.
 
     Error handling: raises :class:`errors.FrameError` (501) for a frame over
     ``frame_max`` (as soon as its 7-byte header is in, before the payload is
@@ -180,7 +187,7 @@ class FrameReader:
 
     def __init__(self, frame_max: int = 131072) -> None:
         self.frame_max = frame_max
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""
         self._pos = 0
 
     @property
@@ -191,26 +198,40 @@ class FrameReader:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         buf = self._buf
         pos = self._pos
-        if pos and (pos == len(buf) or pos >= _COMPACT_AT):
-            # Dropping a prefix of a bytearray is cheap in CPython (it moves the
-            # start pointer), and we do it at most once per feed, not per frame.
-            del buf[:pos]
+        rest = len(buf) - pos
+        if not rest:
+            # All consumed (a read that ended on a frame boundary): no copy at all.
+            self._buf = data if type(data) is bytes else bytes(data)
             self._pos = 0
-        buf += data
+        elif rest <= _COPY_ONCE_ABOVE:
+            # A short partial frame: one copy of it and the new bytes (bounded), and
+            # the buffer is bytes again if a long frame had made it a bytearray.
+            self._buf = b"".join((buf[pos:], data))
+            self._pos = 0
+        else:
+            if not isinstance(buf, bytearray):
+                buf = self._buf = bytearray(buf[pos:])
+                self._pos = 0
+            elif pos >= _COMPACT_AT:
+                # Dropping a prefix of a bytearray is cheap in CPython (it moves the
+                # start pointer), and we do it at most once per feed, not per frame.
+                del buf[:pos]
+                self._pos = 0
+            buf += data
 
     def next_frame(self) -> tuple[int, int, bytes] | None:
         buf = self._buf
         pos = self._pos
-        if len(buf) - pos < 7:
+        start = pos + 7
+        if len(buf) < start:
             return None
-        frame_type, channel, size = _FRAME_HEADER.unpack_from(buf, pos)
+        frame_type, channel, size = _unpack_frame_header(buf, pos)
         frame_max = self.frame_max
         # RabbitMQ: PayloadSize > FrameMax - 8 + FRAME_SIZE_FUDGE(8) is too large.
-        if frame_max and size > frame_max:
+        if size > frame_max and frame_max:
             raise _frame_error(
                 frame_type, b"", f"{{frame_too_large,{size},{frame_max - FRAME_OVERHEAD}}}"
             )
-        start = pos + 7
         end = start + size
         if len(buf) <= end:
             return None
@@ -219,7 +240,9 @@ class FrameReader:
                 frame_type, buf[start:end], f"{{invalid_frame_end_marker,{buf[end]}}}"
             )
         if size <= _COPY_ONCE_ABOVE:
-            payload = bytes(buf[start:end])
+            payload = buf[start:end]
+            if type(payload) is not bytes:
+                payload = bytes(payload)
         else:
             # Slicing a bytearray copies, and bytes() copies again; for big body
             # frames a memoryview slice saves the first copy (~4 us per 128 KiB).
@@ -227,8 +250,8 @@ class FrameReader:
             with memoryview(buf) as view:
                 payload = bytes(view[start:end])
         self._pos = end + 1
-        minimum = _MIN_PAYLOAD.get(frame_type)
-        if minimum is None or size < minimum or (frame_type == FRAME_HEARTBEAT and size):
+        minimum = _MIN_PAYLOAD_BY_TYPE[frame_type]
+        if size < minimum or minimum < 0 or (frame_type == FRAME_HEARTBEAT and size):
             raise _frame_error(frame_type, payload, "unknown_frame")
         return frame_type, channel, payload
 

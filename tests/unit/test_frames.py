@@ -60,6 +60,27 @@ def test_reader_handles_byte_by_byte_feeding() -> None:
     assert isinstance(got[0][2], bytes)
 
 
+@pytest.mark.parametrize("piece", [1, 7, 1000, 5000, 70000])
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_reader_splits_small_and_long_frames_fed_in_any_pieces(piece: int, kind: type) -> None:
+    # Short leftovers are joined into a bytes buffer, long partial frames collected
+    # in a bytearray; frames come out the same whatever the pieces and their type.
+    sizes = [0, 16, 4095, 4096, 4097, 20000, 131000, 5, 16]
+    payloads = [bytes((i % 251,)) * size for i, size in enumerate(sizes)]
+    if piece == 1:
+        payloads = payloads[:5]  # byte by byte only through the first frames
+    data = b"".join(_frame(3, 1, p) for p in payloads)
+    reader = frames.FrameReader(frame_max=0)
+    got = []
+    for i in range(0, len(data), piece):
+        reader.feed(kind(data[i : i + piece]))
+        while (f := reader.next_frame()) is not None:
+            assert type(f[2]) is bytes
+            got.append(f[2])
+    assert got == payloads
+    assert reader.buffered == 0
+
+
 def test_reader_compacts_instead_of_growing() -> None:
     reader = frames.FrameReader()
     one = _frame(3, 1, b"x" * 1000)
