@@ -346,6 +346,11 @@ class AMQPConnection:
     def _handle_channel_method(self, channel: int, ch: _Channel, payload: bytes) -> None:
         key = frames.method_key(payload)
         if key == _BASIC_PUBLISH:
+            content = self.reader.next_content(channel, self.max_message_size)
+            if content is not None:
+                # Hot path: the whole message was already in the buffer.
+                self._publish(channel, payload, content[0], content[1])
+                return
             # Content follows; the method is only decoded once the message is whole.
             ch.publish = payload
             return
@@ -423,6 +428,9 @@ class AMQPConnection:
         assert method is not None and header is not None
         ch.publish = ch.header = None
         ch.body_parts = []
+        self._publish(channel, method, header, body)
+
+    def _publish(self, channel: int, method: bytes, header: bytes, body: bytes) -> None:
         try:
             self.handler.on_publish(channel, method, header, body)
         except errors.AMQPError as exc:

@@ -96,6 +96,8 @@ HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
 _FRAME_HEADER = struct.Struct(">BHI")
 _unpack_frame_header = _FRAME_HEADER.unpack_from
+# A content header payload's class id, weight and body size.
+_CONTENT_PREFIX = struct.Struct(">HHQ")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -254,6 +256,51 @@ class FrameReader:
         if size < minimum or minimum < 0 or (frame_type == FRAME_HEARTBEAT and size):
             raise _frame_error(frame_type, payload, "unknown_frame")
         return frame_type, channel, payload
+
+    def next_content(self, channel: int, max_body: int) -> tuple[bytes, bytes] | None:
+        """The content of a basic.publish whose method frame was just read, when
+        its header and one body frame for ``channel`` are whole in the buffer and
+        plainly valid: class 60, the body size the header declares, at most
+        ``max_body`` and ``_COPY_ONCE_ABOVE`` bytes, clean flag bits.  Returns
+        (header payload, body) and consumes both frames; returns None, consuming
+        nothing, for anything else, which then goes frame by frame through
+        :meth:`next_frame` and the connection's checks and error texts.
+
+        Hot path (once per small publish): one call instead of two frames each
+        split, returned and dispatched on their own (~1 us a publish).
+        """
+        buf = self._buf
+        hstart = self._pos + 7
+        if len(buf) < hstart + 22:  # header payload >= 14, a body frame header
+            return None
+        frame_type, frame_channel, hsize = _unpack_frame_header(buf, hstart - 7)
+        if frame_type != FRAME_HEADER or frame_channel != channel or hsize < 14:
+            return None
+        hend = hstart + hsize
+        bstart = hend + 8
+        if len(buf) < bstart or buf[hend] != FRAME_END:
+            return None
+        frame_type, frame_channel, bsize = _unpack_frame_header(buf, hend + 1)
+        bend = bstart + bsize
+        if (
+            frame_type != FRAME_BODY
+            or frame_channel != channel
+            or not 0 < bsize <= _COPY_ONCE_ABOVE
+            or bsize > max_body
+            or hsize > _COPY_ONCE_ABOVE
+            or len(buf) <= bend
+            or buf[bend] != FRAME_END
+        ):
+            return None
+        class_id, _weight, body_size = _CONTENT_PREFIX.unpack_from(buf, hstart)
+        if class_id != 60 or body_size != bsize or buf[hstart + 13] & 0x03:
+            return None
+        header = buf[hstart:hend]
+        body = buf[bstart:bend]
+        self._pos = bend + 1
+        if type(header) is not bytes:
+            return bytes(header), bytes(body)
+        return header, body  # type: ignore[return-value]
 
 
 def encode_frame(frame_type: int, channel: int, payload: bytes) -> bytes:

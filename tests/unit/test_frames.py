@@ -588,3 +588,41 @@ def test_encode_header_payload_keeps_empty_strings_and_drops_default_cluster_id(
     payload = properties.encode_header_payload(props, 3)
     assert payload == struct.pack(">HHQH", 60, 0, 3, 0x8000 | 0x1000) + b"\x00\x01"
     assert properties.decode_properties(payload).content_type == ""
+
+
+# ------------------------------------------------------------ publish fast path
+
+
+def _content(body: bytes, channel: int = 1, class_id: int = 60, flags: int = 0) -> bytes:
+    header_payload = struct.pack(">HHQH", class_id, 0, len(body), flags)
+    return _frame(2, channel, header_payload) + _frame(3, channel, body)
+
+
+def test_next_content_takes_a_whole_header_and_body() -> None:
+    reader = frames.FrameReader()
+    reader.feed(_content(b"hello") + frames.HEARTBEAT_FRAME)
+    assert reader.next_content(1, 1000) == (struct.pack(">HHQH", 60, 0, 5, 0), b"hello")
+    assert reader.next_frame() == (8, 0, b"")
+
+
+@pytest.mark.parametrize(
+    ("data", "channel", "max_body"),
+    [
+        (_content(b"hello"), 2, 1000),  # another channel's content
+        (_content(b"hello"), 1, 4),  # over the message size limit
+        (_content(b""), 1, 1000),  # no body frame
+        (_content(b"hello", class_id=50), 1, 1000),  # not basic's class
+        (_content(b"hello", flags=0x0001), 1, 1000),  # low flag bits set
+        (_content(b"hello")[:-1], 1, 1000),  # body incomplete
+        (_content(b"x" * 5000), 1, 10000),  # a long body: the general path
+        (_frame(2, 1, struct.pack(">HHQH", 60, 0, 10, 0)) + _frame(3, 1, b"hello"), 1, 1000),
+        (frames.HEARTBEAT_FRAME + _content(b"hello"), 1, 1000),
+    ],
+)
+def test_next_content_leaves_anything_else_to_next_frame(
+    data: bytes, channel: int, max_body: int
+) -> None:
+    reader = frames.FrameReader(frame_max=0)
+    reader.feed(data)
+    assert reader.next_content(channel, max_body) is None
+    assert reader.buffered == len(data)
