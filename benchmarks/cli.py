@@ -25,7 +25,7 @@ from .report import cpu_table, errors, table, write_json, write_plot
 from .report import summarize as summarize_rows
 from .runner import OURS, RABBITMQ, Measurement, Target, measure
 from .scenarios import Scenario, select
-from .sysstat import CpuSnapshot, listener_pid, machine_facts
+from .sysstat import CpuSnapshot, broker_source_fingerprint, listener_pid, machine_facts
 
 N = TypeVar("N", int, float)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -188,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     print(cpu_table(rows))
     for name, text in profiles.items():
         print(f"\nprofile of amqpbroker in {name}:\n{text}")
+    sources = sorted({m.broker_source for m in measurements if m.broker_source})
+    meta["broker_sources"] = sources
+    if len(sources) > 1:
+        print(
+            f"\nwarning: the amqpbroker sources changed during this run ({len(sources)}"
+            " versions measured; see broker_source per measurement in the JSON)"
+        )
     found = errors(rows)
     if found:
         print("\nerrors:\n" + "\n".join(f"- {line}" for line in found))
@@ -229,6 +236,7 @@ def _measure_ours(
     profile_to: Path | None = None,
 ) -> Measurement:
     log_path = logs / f"{scenario.name}-{rep}{'-profile' if profile_to else ''}.log"
+    source = broker_source_fingerprint()
     try:
         with OurBroker(log_path, scenario.persistent, args.sync, args.data_root) as broker:
             assert broker.address is not None
@@ -241,6 +249,7 @@ def _measure_ours(
     except Exception as exc:
         result = Measurement(OURS, scenario.name, rep, scenario.messages)
         result.error = f"{type(exc).__name__}: {exc}"
+    result.broker_source = source
     if result.error and log_path.exists():
         tail = log_path.read_text(errors="replace")[-LOG_TAIL:].strip()
         if tail:

@@ -57,6 +57,7 @@ class Measurement:
     cpu_cores: dict[str, float | None] = field(default_factory=dict)
     profiled: bool = False
     background_cores: float = 0.0  # machine busy just before the run (other processes)
+    broker_source: str | None = None  # ours: fingerprint of the sources it started from
     attempts: int = 1  # > 1: earlier attempts were discarded as disturbed (see ``discarded``)
     discarded: list[dict[str, float]] = field(default_factory=list)
     error: str | None = None

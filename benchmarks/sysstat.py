@@ -8,6 +8,8 @@ running on the machine: the report says so.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import platform
 import subprocess
@@ -98,6 +100,23 @@ def listener_pid(port: int) -> int | None:
         if links & inodes:
             return int(entry)
     return None
+
+
+def broker_source_fingerprint() -> str | None:
+    """A short hash of the amqpbroker sources' names, sizes and mtimes.
+
+    Our broker runs from the work tree, which others may edit during a run; measurements
+    with different fingerprints measured different code.
+    """
+    spec = importlib.util.find_spec("amqpbroker")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations)))
+    digest = hashlib.sha1()
+    for path in sorted(root.rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:12]
 
 
 def machine_facts() -> dict[str, object]:
