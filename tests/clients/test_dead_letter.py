@@ -7,14 +7,13 @@ RabbitMQ 3.10.8 with the same client calls; wirekit shows the raw table.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 from unittest.mock import ANY
 
 import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-from pikakit import connect, new_queue
+from pikakit import new_queue
 from wirekit import entries, properties_of, record_wire, wire
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,14 +22,6 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(autouse=True)
 def _wire(monkeypatch: pytest.MonkeyPatch) -> None:
     record_wire(monkeypatch)
-
-
-@pytest.fixture
-def conn(url: str) -> Iterator[BlockingConnection]:
-    connection = connect(url)
-    yield connection
-    if connection.is_open:
-        connection.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ waiting; reject-publish-dlx also dead-letters it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import aio_pika
 import pika
@@ -18,34 +17,10 @@ import pytest
 from aiormq.exceptions import DeliveryError
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import NackError
-from pikakit import Inbox, connect, new_queue, settle, wait_until
+from pikakit import Inbox, new_queue, settle, wait_until
 from wirekit import entries, record_wire, wire
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def conn(url: str) -> Iterator[BlockingConnection]:
-    connection = connect(url)
-    yield connection
-    if connection.is_open:
-        connection.close()
-
-
-@pytest.fixture
-def ch(conn: BlockingConnection) -> BlockingChannel:
-    channel = conn.channel()
-    channel.confirm_delivery()
-    return channel
-
-
-@pytest.fixture
-def dead(ch: BlockingChannel) -> tuple[str, str]:
-    queue = new_queue(ch)
-    exchange = queue.replace("q-", "dlx-")
-    ch.exchange_declare(exchange, "fanout")
-    ch.queue_bind(queue, exchange)
-    return exchange, queue
 
 
 def bodies(ch: BlockingChannel, queue: str) -> list[bytes]:

@@ -5,7 +5,7 @@ in test_basic.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pika
@@ -15,21 +15,6 @@ from pika.exceptions import ChannelClosedByBroker
 from pikakit import connect, new_queue, settle, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def conn(url: str) -> Iterator[BlockingConnection]:
-    connection = connect(url)
-    yield connection
-    if connection.is_open:
-        connection.close()
-
-
-@pytest.fixture
-def ch(conn: BlockingConnection) -> BlockingChannel:
-    channel = conn.channel()
-    channel.confirm_delivery()
-    return channel
 
 
 def bodies(ch: BlockingChannel, queue: str) -> list[str]:

@@ -16,27 +16,12 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, NackError
-from pikakit import Inbox, connect, new_queue, wait_until
+from pikakit import Inbox, new_queue, wait_until
 from wirekit import entries, record_wire, wire
 
 pytestmark = pytest.mark.timeout(60)
 
 QUORUM = {"x-queue-type": "quorum"}
-
-
-@pytest.fixture
-def conn(url: str) -> Iterator[BlockingConnection]:
-    connection = connect(url)
-    yield connection
-    if connection.is_open:
-        connection.close()
-
-
-@pytest.fixture
-def ch(conn: BlockingConnection) -> BlockingChannel:
-    channel = conn.channel()
-    channel.confirm_delivery()
-    return channel
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import aio_pika
@@ -13,19 +12,11 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import ChannelClosedByBroker
-from pikakit import Inbox, connect, new_queue, wait_until
+from pikakit import Inbox, new_queue, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
 REPLY_TO = "amq.rabbitmq.reply-to"
-
-
-@pytest.fixture
-def conn(url: str) -> Iterator[BlockingConnection]:
-    connection = connect(url)
-    yield connection
-    if connection.is_open:
-        connection.close()
 
 
 @pytest.fixture

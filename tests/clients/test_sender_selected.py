@@ -3,32 +3,16 @@ does it (seen on a real broker first).  user_id validation is in test_content.py
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import ChannelClosedByBroker
-from pikakit import connect, new_queue, settle
+from pikakit import new_queue, settle
 from wirekit import record_wire, wire
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def conn(url: str) -> Iterator[BlockingConnection]:
-    connection = connect(url)
-    yield connection
-    if connection.is_open:
-        connection.close()
-
-
-@pytest.fixture
-def ch(conn: BlockingConnection) -> BlockingChannel:
-    channel = conn.channel()
-    channel.confirm_delivery()
-    return channel
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ hundred milliseconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pika
@@ -21,31 +20,6 @@ from pikakit import Inbox, connect, new_queue, settle, wait_until
 from wirekit import entries, record_wire, wire
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def conn(url: str) -> Iterator[BlockingConnection]:
-    connection = connect(url)
-    yield connection
-    if connection.is_open:
-        connection.close()
-
-
-@pytest.fixture
-def ch(conn: BlockingConnection) -> BlockingChannel:
-    channel = conn.channel()
-    channel.confirm_delivery()
-    return channel
-
-
-@pytest.fixture
-def dead(ch: BlockingChannel) -> tuple[str, str]:
-    """A DLX (fanout) and the queue behind it: (exchange, queue)."""
-    queue = new_queue(ch)
-    exchange = queue.replace("q-", "dlx-")
-    ch.exchange_declare(exchange, "fanout")
-    ch.queue_bind(queue, exchange)
-    return exchange, queue
 
 
 def count(conn: BlockingConnection, queue: str) -> int:
