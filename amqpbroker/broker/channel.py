@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import errors
 from ..protocol import frames
 from .consumer import Consumer
-from .message import Message, QueuedMessage
+from .message import QueuedMessage
 from .queue import Queue
 
 if TYPE_CHECKING:
@@ -325,10 +325,4 @@ class Channel:
             self.acked_upto = ready
 
 
-def publish_to(queues: Iterable[Queue], message: Message) -> None:
-    for queue in queues:
-        queue.publish(message)
-
-
-__all__ = ["Channel", "publish_to"]
-_ = Any
+__all__ = ["Channel"]

@@ -58,10 +58,6 @@ def generated_tag(prefix: str) -> str:
     return prefix + base64.urlsafe_b64encode(os.urandom(16)).decode("ascii").rstrip("=")
 
 
-def _str(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _vhost(session: Session) -> Any:
     assert session.vhost is not None
     return session.vhost
@@ -542,4 +538,3 @@ def tx_rollback(session: Session, channel: Channel, payload: bytes) -> None:
 
 
 __all__ = ["HANDLERS", "basic_publish", "generated_tag", "send_cancel"]
-_ = _str
