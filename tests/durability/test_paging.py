@@ -110,9 +110,7 @@ def test_basic_get_reads_through_the_tail(broker: amqpbroker.Broker) -> None:
         connection.close()
 
 
-def test_purge_of_a_paged_queue_keeps_unacked_messages(
-    small_window: None, data_dir: Path
-) -> None:
+def test_purge_of_a_paged_queue_keeps_unacked_messages(small_window: None, data_dir: Path) -> None:
     with amqpbroker.Broker(data_dir=str(data_dir), sync="off") as broker:
         connection, channel = _channel(broker)
         channel.queue_declare("long", durable=True)
@@ -136,9 +134,7 @@ def test_purge_of_a_paged_queue_keeps_unacked_messages(
             connection.close()
 
 
-def test_restart_reads_one_window_and_pages_in_the_rest(
-    small_window: None, data_dir: Path
-) -> None:
+def test_restart_reads_one_window_and_pages_in_the_rest(small_window: None, data_dir: Path) -> None:
     bodies = [(b"r%04d" % i, True) for i in range(450)]
     with amqpbroker.Broker(data_dir=str(data_dir), sync="off") as broker:
         connection, channel = _channel(broker)
