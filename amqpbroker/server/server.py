@@ -141,8 +141,9 @@ async def _serve_connection(
     async def ticker() -> None:
         settings = broker.settings
         while not finished.is_set():
-            interval = proto.heartbeat / 2 if proto.heartbeat else 1.0
-            await trio.sleep(min(interval, 1.0) if not proto.heartbeat else interval)
+            # Half the heartbeat interval (so we never stay silent a whole one), or
+            # once a second for the handshake timeout when heartbeats are off.
+            await trio.sleep(proto.heartbeat / 2 if proto.heartbeat else 1.0)
             now = trio.current_time()
             if session.read_paused:
                 # We are not reading it, so its silence is ours (RabbitMQ pauses the
