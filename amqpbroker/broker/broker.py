@@ -129,9 +129,24 @@ class Broker:
         return broker
 
     def close(self) -> None:
-        """Write what is still buffered and release the store."""
+        """Write what is still buffered and release the store (after the server has
+        stopped, so every unacked delivery is back in its queue)."""
         if self.store is not None:
+            self._record_redeliveries(self.store)
             self.store.close()
+
+    def _record_redeliveries(self, store: Store) -> None:
+        """Deliveries are not written as they happen (one store operation fewer per
+        persistent message): after a crash every recovered message is redelivered
+        anyway (recovery.py). A clean stop records which stored messages have been
+        delivered, so that exactly those come back with redelivered=true."""
+        for vhost in self.vhosts.values():
+            for queue in vhost.queues.values():
+                if queue.store is None:
+                    continue
+                for qm in queue.ready:
+                    if qm.persisted and qm.redelivered:
+                        store.mark_delivered(queue.store_id, qm.seq)
 
     # --------------------------------------------------------- group commit
 

@@ -104,8 +104,6 @@ class Channel:
             consumer.unacked += 1
             self.consumer_unacked += 1
             queue.unacked += 1
-            if qm.persisted:
-                queue.delivered(qm)
         elif qm.persisted:
             queue.settled(qm)
         message = qm.message
@@ -133,8 +131,6 @@ class Channel:
         if not no_ack:
             self.unacked[tag] = (queue, qm, None)
             queue.unacked += 1
-            if qm.persisted:
-                queue.delivered(qm)
         elif qm.persisted:
             queue.settled(qm)
         message = qm.message

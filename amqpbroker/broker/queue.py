@@ -147,11 +147,6 @@ class Queue:
 
     # ---------------------------------------------------------- store hooks
 
-    def delivered(self, qm: QueuedMessage) -> None:
-        """A message goes out: after a crash it must come back redelivered."""
-        if qm.persisted and not qm.redelivered and self.store is not None:
-            self.store.mark_delivered(self.store_id, qm.seq)
-
     def settled(self, qm: QueuedMessage) -> None:
         """A message is gone for good (acked, auto-acked, dropped)."""
         if qm.persisted and self.store is not None and not self.deleted:
