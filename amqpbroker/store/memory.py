@@ -31,7 +31,14 @@ from amqpbroker.store.base import (
     StoreError,
     UserRecord,
 )
-from amqpbroker.store.pending import DELIVERED, ENQUEUE, PURGE, REMOVE, Op, PendingOps
+from amqpbroker.store.pending import (
+    DELIVERED,
+    ENQUEUE,
+    REMOVE,
+    BufferedMessages,
+    Op,
+    PendingOps,
+)
 
 # Rows as a database would hold them: arguments as their canonical encoded text.
 _ExchangeRow = tuple[str, bool, bool, bool, str]  # type, durable, auto_delete, internal, args
@@ -59,7 +66,7 @@ class MemoryImage:
     owner: object | None = None
 
 
-class MemoryStore(Store):
+class MemoryStore(BufferedMessages, Store):
     def __init__(self, image: MemoryImage | None = None) -> None:
         self._image = image if image is not None else MemoryImage()
         self._pending = PendingOps()
@@ -270,21 +277,6 @@ class MemoryStore(Store):
             self._check_open().permissions.pop((user, vhost), None)
 
     # -- messages ----------------------------------------------------------------------------
-
-    def enqueue(self, queue_id: int, rec: MessageRecord) -> None:
-        self._pending.add((ENQUEUE, queue_id, rec.seq, rec))
-
-    def remove(self, queue_id: int, seq: int) -> None:
-        self._pending.add((REMOVE, queue_id, seq, None))
-
-    def mark_delivered(self, queue_id: int, seq: int) -> None:
-        self._pending.add((DELIVERED, queue_id, seq, None))
-
-    def purge(self, queue_id: int, from_seq: int = 0) -> None:
-        self._pending.add((PURGE, queue_id, from_seq, None))
-
-    def has_pending(self) -> bool:
-        return bool(self._pending)
 
     def commit(self) -> int:
         with self._lock:

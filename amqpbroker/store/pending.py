@@ -55,3 +55,27 @@ class PendingOps:
     def __bool__(self) -> bool:
         # Reading a list's length is atomic under the GIL; no lock needed for a snapshot.
         return bool(self._ops)
+
+
+class BufferedMessages:
+    """The buffering half of the Store contract, the same for every store: each message
+    operation appends one tuple to ``self._pending`` (the store's PendingOps), and the
+    store's own ``commit()`` applies them. Listed before ``Store`` in a store's bases."""
+
+    __slots__ = ()
+    _pending: PendingOps
+
+    def enqueue(self, queue_id: int, rec: MessageRecord) -> None:
+        self._pending.add((ENQUEUE, queue_id, rec.seq, rec))
+
+    def remove(self, queue_id: int, seq: int) -> None:
+        self._pending.add((REMOVE, queue_id, seq, None))
+
+    def mark_delivered(self, queue_id: int, seq: int) -> None:
+        self._pending.add((DELIVERED, queue_id, seq, None))
+
+    def purge(self, queue_id: int, from_seq: int = 0) -> None:
+        self._pending.add((PURGE, queue_id, from_seq, None))
+
+    def has_pending(self) -> bool:
+        return bool(self._pending)

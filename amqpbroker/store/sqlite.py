@@ -43,7 +43,7 @@ from amqpbroker.store.datadir import (
     prepare_data_dir,
     startup_error,
 )
-from amqpbroker.store.pending import DELIVERED, ENQUEUE, PURGE, REMOVE, PendingOps
+from amqpbroker.store.pending import BufferedMessages, PendingOps
 from amqpbroker.store.sqlite_batch import DELETE_QUEUE_MESSAGES, NetEffect
 
 SYNC_MODES: Final = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
@@ -142,7 +142,7 @@ SELECT_BINDINGS: Final = (
 )
 
 
-class SQLiteStore(Store):
+class SQLiteStore(BufferedMessages, Store):
     """The store for ``data_dir``; ``sync`` is "full" (fsync every commit: survives power
     loss), "normal" (fsync at WAL checkpoints only: survives a process crash, like RabbitMQ's
     classic queues, which confirm after the OS write) or "off" (never fsync)."""
@@ -441,21 +441,6 @@ class SQLiteStore(Store):
             tx.execute(DELETE_PERMISSION, (user, vhost))
 
     # -- messages ------------------------------------------------------------------------------
-
-    def enqueue(self, queue_id: int, rec: MessageRecord) -> None:
-        self._pending.add((ENQUEUE, queue_id, rec.seq, rec))
-
-    def remove(self, queue_id: int, seq: int) -> None:
-        self._pending.add((REMOVE, queue_id, seq, None))
-
-    def mark_delivered(self, queue_id: int, seq: int) -> None:
-        self._pending.add((DELIVERED, queue_id, seq, None))
-
-    def purge(self, queue_id: int, from_seq: int = 0) -> None:
-        self._pending.add((PURGE, queue_id, from_seq, None))
-
-    def has_pending(self) -> bool:
-        return bool(self._pending)
 
     def commit(self) -> int:
         # The buffer is taken under _db_lock, so a delete_queue (same lock) is ordered wholly
