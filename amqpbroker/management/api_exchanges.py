@@ -68,7 +68,7 @@ async def declare(api: Api) -> Any:
     api.authorize(host, declare_method)
     host.declare_exchange(
         name,
-        str(body.get("type", "")),
+        kind,
         durable=flag(body, "durable", True),
         auto_delete=flag(body, "auto_delete", False),
         internal=flag(body, "internal", False),

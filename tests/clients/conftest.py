@@ -19,6 +19,18 @@ def conn(url: str) -> Iterator[BlockingConnection]:
 
 
 @pytest.fixture
+def connection(conn: BlockingConnection) -> BlockingConnection:
+    """The same connection, under the name some modules use."""
+    return conn
+
+
+@pytest.fixture
+def channel(conn: BlockingConnection) -> BlockingChannel:
+    """A plain channel (no confirm mode)."""
+    return conn.channel()
+
+
+@pytest.fixture
 def ch(conn: BlockingConnection) -> BlockingChannel:
     """A channel in confirm mode, so every publish has been handled when it returns."""
     channel = conn.channel()

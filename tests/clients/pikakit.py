@@ -12,7 +12,9 @@ from urllib.parse import unquote, urlparse
 
 import amqp
 import pika
+import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.exceptions import ChannelClosedByBroker
 
 # Upper bound on any single wait for the broker; tests normally finish far sooner.
 WAIT = 5.0
@@ -21,6 +23,16 @@ SETTLE = 0.1
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def channel_error(conn: BlockingConnection, action: Any) -> tuple[int, str]:
+    """Run ``action(channel)`` on a fresh channel; the (code, text) it was closed with.
+    Only that channel closes: the connection stays open."""
+    channel = conn.channel()
+    with pytest.raises(ChannelClosedByBroker) as info:
+        action(channel)
+    assert channel.is_closed and conn.is_open
+    return info.value.reply_code, info.value.reply_text
 
 
 def connect(url: str) -> BlockingConnection:

@@ -30,21 +30,6 @@ from pikakit import (
 
 pytestmark = pytest.mark.timeout(30)
 
-# ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def connection(url: str) -> Iterator[BlockingConnection]:
-    conn = connect(url)
-    yield conn
-    if conn.is_open:
-        conn.close()
-
-
-@pytest.fixture
-def channel(connection: BlockingConnection) -> BlockingChannel:
-    return connection.channel()
-
 
 @pytest.fixture
 def pyamqp(url: str) -> Iterator[amqp.Connection]:

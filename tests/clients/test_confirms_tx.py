@@ -5,7 +5,7 @@ Every expectation here was first checked against RabbitMQ 3.10.8 with the same c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import amqp
@@ -14,7 +14,6 @@ import pika.exceptions
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pikakit import (
-    connect,
     new_queue,
     pyamqp_connect,
     ready_count,
@@ -24,19 +23,6 @@ from pikakit import (
 )
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def connection(url: str) -> Iterator[BlockingConnection]:
-    conn = connect(url)
-    yield conn
-    if conn.is_open:
-        conn.close()
-
-
-@pytest.fixture
-def channel(connection: BlockingConnection) -> BlockingChannel:
-    return connection.channel()
 
 
 def assert_all_acked(confirms: list[tuple[str, int, bool]], total: int) -> None:

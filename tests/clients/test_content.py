@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import random
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +17,7 @@ import pika
 import pika.exceptions
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-from pikakit import Inbox, connect, new_queue, wait_until
+from pikakit import Inbox, new_queue, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,19 +78,6 @@ def as_received(value: Any) -> Any:
     if isinstance(value, list):
         return [as_received(v) for v in value]
     return value
-
-
-@pytest.fixture
-def connection(url: str) -> Iterator[BlockingConnection]:
-    conn = connect(url)
-    yield conn
-    if conn.is_open:
-        conn.close()
-
-
-@pytest.fixture
-def channel(connection: BlockingConnection) -> BlockingChannel:
-    return connection.channel()
 
 
 def body_of(size: int) -> bytes:

@@ -14,6 +14,7 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, UnroutableError
+from pikakit import channel_error
 from pikakit import connect as pika_connect
 
 
@@ -30,15 +31,6 @@ def ch(conn: BlockingConnection) -> BlockingChannel:
     channel = conn.channel()
     channel.confirm_delivery()  # a publish returns once its queues have the message
     return channel
-
-
-def channel_error(conn: BlockingConnection, action: Any) -> tuple[int, str]:
-    """Run ``action(channel)`` on a fresh channel; the (code, text) it was closed with."""
-    channel = conn.channel()
-    with pytest.raises(ChannelClosedByBroker) as info:
-        action(channel)
-    assert channel.is_closed and conn.is_open
-    return info.value.reply_code, info.value.reply_text
 
 
 def exists(conn: BlockingConnection, exchange: str) -> bool:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import ChannelClosedByBroker, UnroutableError
+from pikakit import channel_error, run_select, wait_until
 from pikakit import connect as pika_connect
-from pikakit import run_select, wait_until
 
 
 @pytest.fixture
@@ -40,14 +40,6 @@ def other(url: str) -> Iterator[BlockingConnection]:
     yield connection
     if connection.is_open:
         connection.close()
-
-
-def channel_error(conn: BlockingConnection, action: Any) -> tuple[int, str]:
-    channel = conn.channel()
-    with pytest.raises(ChannelClosedByBroker) as info:
-        action(channel)
-    assert channel.is_closed and conn.is_open
-    return info.value.reply_code, info.value.reply_text
 
 
 def counts(conn: BlockingConnection, queue: str) -> tuple[int, int] | None:
