@@ -103,17 +103,7 @@ class PagedQueue(Queue):
         self.next_seq = seq + 1
         if message.persistent:
             assert self.store is not None
-            self.store.enqueue(
-                self.store_id,
-                MessageRecord(
-                    seq,
-                    message.exchange,
-                    message.routing_key,
-                    message.header,
-                    message.body,
-                    False,
-                ),
-            )
+            self._store(self.store, seq, message)
             self.tail.add_stored(seq)
             return True
         self.tail.add_transient(QueuedMessage(seq, message))

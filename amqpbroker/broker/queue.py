@@ -11,13 +11,13 @@ to its original position, found by its sequence number.
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..store.base import MessageRecord, Store
 from .message import Message, QueuedMessage
+from .ready import insert_by_seq
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -120,17 +120,7 @@ class Queue:
         stored = False
         store = self.store
         if store is not None and message.persistent:
-            store.enqueue(
-                self.store_id,
-                MessageRecord(
-                    seq,
-                    message.exchange,
-                    message.routing_key,
-                    message.header,
-                    message.body,
-                    False,
-                ),
-            )
+            self._store(store, seq, message)
             qm.persisted = stored = True
         if not self.ready and self.consumers:
             # Fast path: hand it straight to a consumer with room.
@@ -140,6 +130,15 @@ class Queue:
                 return stored
         self.ready.append(qm)
         return stored
+
+    def _store(self, store: Store, seq: int, message: Message) -> None:
+        """Write a newly published persistent message (group-committed later)."""
+        store.enqueue(
+            self.store_id,
+            MessageRecord(
+                seq, message.exchange, message.routing_key, message.header, message.body, False
+            ),
+        )
 
     def restore(self, rec: MessageRecord, message: Message, redelivered: bool) -> None:
         """Recovery: a stored message goes back to the tail of the ready list."""
@@ -198,15 +197,10 @@ class Queue:
         if self.deleted:
             return
         ready = self.ready
+        # Newest first, so each usually goes straight to the head (see ready.py).
         for qm in sorted(messages, key=_seq, reverse=True):
             qm.redelivered = True
-            if not ready or qm.seq < ready[0].seq:
-                ready.appendleft(qm)
-            else:
-                # Rare: the message is newer than the head (requeued after newer
-                # ones were published and then requeued first); find its slot.
-                index = bisect.bisect_left(_SeqView(ready), qm.seq)
-                ready.insert(index, qm)
+            insert_by_seq(ready, qm)
         self.dispatch()
 
     def purge(self) -> int:
@@ -239,18 +233,3 @@ class Queue:
 
 def _seq(qm: QueuedMessage) -> int:
     return qm.seq
-
-
-class _SeqView:
-    """A read-only sequence of the seqs in a deque, for bisect without copying."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: deque[QueuedMessage]) -> None:
-        self._items = items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __getitem__(self, index: int) -> int:
-        return self._items[index].seq

@@ -38,7 +38,7 @@ class _SeqView:
         return self._items[index].seq
 
 
-def _insert_by_seq(items: deque[QueuedMessage], qm: QueuedMessage) -> None:
+def insert_by_seq(items: deque[QueuedMessage], qm: QueuedMessage) -> None:
     if not items or qm.seq < items[0].seq:
         items.appendleft(qm)  # the usual case: the oldest message comes back first
     else:
@@ -49,7 +49,7 @@ class FifoReady(deque["QueuedMessage"]):
     """A deque with :meth:`reinsert`; ``append``/``popleft`` stay C-speed."""
 
     def reinsert(self, qm: QueuedMessage) -> None:
-        _insert_by_seq(self, qm)
+        insert_by_seq(self, qm)
 
 
 def priority_level(qm: QueuedMessage, max_priority: int) -> int:
@@ -101,7 +101,7 @@ class PriorityReady:
         return qm
 
     def reinsert(self, qm: QueuedMessage) -> None:
-        _insert_by_seq(self._levels[priority_level(qm, self.max_priority)], qm)
+        insert_by_seq(self._levels[priority_level(qm, self.max_priority)], qm)
         self._count += 1
 
     def clear(self) -> None:
