@@ -132,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="full",
         help="fsync policy of the data store (full)",
     )
+    parser.add_argument(
+        "--store-check",
+        choices=("auto", "full"),
+        default="auto",
+        help="startup integrity check of the data store: auto reads the whole file when"
+        " it is under 256 MB and otherwise everything but the message rows (checked as"
+        " they are read); full always reads the whole file (auto)",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument(
         "--heartbeat",
@@ -222,6 +230,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         port=args.port,
         data_dir=data_dir,
         sync=args.sync,
+        store_check=args.store_check,
         log_level=args.log_level,
         heartbeat=args.heartbeat,
         consumer_timeout=args.consumer_timeout,

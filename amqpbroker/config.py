@@ -25,6 +25,8 @@ class Settings:
     port: int = DEFAULT_PORT
     data_dir: str | None = None
     sync: str = "full"
+    # Startup integrity check of the SQLite store: "auto" or "full" (store/sqlite.py).
+    store_check: str = "auto"
     log_level: str = "info"
     channel_max: int = DEFAULT_CHANNEL_MAX
     frame_max: int = DEFAULT_FRAME_MAX

@@ -112,7 +112,7 @@ class Broker:
             return cls(settings)
         from .recovery import recover
 
-        store = open_store(settings.data_dir, settings.sync)
+        store = open_store(settings.data_dir, settings.sync, settings.store_check)
         definitions = store.open()
         try:
             broker = cls(settings, store)

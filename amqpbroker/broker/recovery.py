@@ -86,7 +86,7 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
             if type(queue) is Queue and loaded >= _queue.PAGE_OUT_AT:
                 # A long plain queue: the rest stays on disk, paged in as it drains
                 # (startup reads one window, not the whole queue).
-                remaining = store.queue_depth(q.queue_id)[0] - loaded
+                remaining = store.message_count(q.queue_id) - loaded
                 if remaining > 0:
                     resume_paged(queue, after, remaining, unclean)
                     stats.messages += remaining

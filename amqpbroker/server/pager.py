@@ -7,6 +7,7 @@ the next rows not committed yet is retried after the next group commit.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import trio
@@ -14,6 +15,13 @@ import trio
 from ..broker.broker import Broker
 from ..broker.paging import PagedQueue, page_in_below
 from ..broker.queue import Queue
+from ..store.base import StoreError
+
+log = logging.getLogger("amqpbroker.pager")
+
+# Pause after a failed read, doubled per failure in a row up to the maximum (seconds).
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
 
 
 async def run_pager(
@@ -27,6 +35,7 @@ async def run_pager(
         wakeup.set()
 
     broker.wake_pager = wake
+    failures = 0  # failed reads in a row
     task_status.started()
     try:
         while True:
@@ -40,9 +49,25 @@ async def run_pager(
                 if plan is None:
                     continue
                 after, limit, generation = plan
-                records = await trio.to_thread.run_sync(
-                    store.read_messages, queue.store_id, after, limit
-                )
+                try:
+                    records = await trio.to_thread.run_sync(
+                        store.read_messages, queue.store_id, after, limit
+                    )
+                except StoreError as exc:
+                    pause = min(RETRY_FIRST_S * 2**failures, RETRY_MAX_S)
+                    failures += 1
+                    log.error(
+                        "queue %r in vhost %r: reading its next messages failed, they stay"
+                        " on disk (retrying in %g s): %s",
+                        queue.name,
+                        queue.vhost,
+                        pause,
+                        exc,
+                    )
+                    broker.page_requests.add(queue)
+                    await trio.sleep(pause)
+                    continue
+                failures = 0
                 if not queue.paged_in(records, after, generation):
                     broker.after_commit(_retry(broker, queue))
                 elif isinstance(queue, PagedQueue) and len(queue.ready) < page_in_below():

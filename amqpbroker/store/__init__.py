@@ -59,11 +59,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def open_store(data_dir: str | None, sync: str = "full") -> Store:
+def open_store(data_dir: str | None, sync: str = "full", check: str = "auto") -> Store:
     """Build the store for ``data_dir`` (not opened yet: call ``.open()`` for the recovered
-    Definitions). ``sync`` applies to the SQLite store; an invalid one raises StoreError."""
+    Definitions). ``sync`` and ``check`` (the startup integrity check) apply to the
+    SQLite store; an invalid one raises StoreError."""
     if data_dir == MEMORY:
         return MemoryStore()
     from amqpbroker.store.sqlite import SQLiteStore
 
-    return SQLiteStore(default_data_dir() if data_dir is None else data_dir, sync)
+    return SQLiteStore(default_data_dir() if data_dir is None else data_dir, sync, check)

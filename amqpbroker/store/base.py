@@ -304,3 +304,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def queue_depth(self, queue_id: int) -> tuple[int, int]:
         """Return (message count, total body bytes) of the queue's committed messages."""
+
+    def message_count(self, queue_id: int) -> int:
+        """Return the number of the queue's committed messages (``queue_depth``'s first
+        half, which a store may answer without reading the messages themselves)."""
+        return self.queue_depth(queue_id)[0]

@@ -47,6 +47,10 @@ from amqpbroker.store.pending import BufferedMessages, PendingOps
 from amqpbroker.store.sqlite_batch import DELETE_QUEUE_MESSAGES, NetEffect
 
 SYNC_MODES: Final = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+# Startup integrity check: "auto" reads the whole file only up to FULL_CHECK_MAX_BYTES
+# (about half a second here), "full" always (see SQLiteStore._integrity_problem).
+CHECK_MODES: Final = ("auto", "full")
+FULL_CHECK_MAX_BYTES: Final = 256 * 2**20
 # Waits for a lock held by some other program reading the file (say, the sqlite3 shell);
 # brokers exclude each other with the data dir lock, not with this.
 BUSY_TIMEOUT_MS: Final = 5000
@@ -63,6 +67,8 @@ SELECT_MESSAGES: Final = (
 QUEUE_DEPTH: Final = (
     "SELECT count(*), coalesce(sum(length(body)), 0) FROM messages WHERE queue_id = ?"
 )
+# Answered from the (queue_id, seq) index alone: the byte sum reads every row.
+MESSAGE_COUNT: Final = "SELECT count(*) FROM messages WHERE queue_id = ?"
 
 # -- entities ------------------------------------------------------------------------------
 SELECT_META: Final = "SELECT value FROM meta WHERE key = ?"
@@ -147,9 +153,14 @@ class SQLiteStore(BufferedMessages, Store):
     loss), "normal" (fsync at WAL checkpoints only: survives a process crash, like RabbitMQ's
     classic queues, which confirm after the OS write) or "off" (never fsync)."""
 
-    def __init__(self, data_dir: str | Path, sync: str = "full") -> None:
+    def __init__(self, data_dir: str | Path, sync: str = "full", check: str = "auto") -> None:
         if sync not in SYNC_MODES:
             raise StoreError(f"invalid sync mode {sync!r}: expected one of {', '.join(SYNC_MODES)}")
+        if check not in CHECK_MODES:
+            raise StoreError(
+                f"invalid store check {check!r}: expected one of {', '.join(CHECK_MODES)}"
+            )
+        self.check = check
         self.data_dir = Path(data_dir)
         self.db_path = self.data_dir / DB_FILE
         self.sync = sync
@@ -206,14 +217,10 @@ class SQLiteStore(BufferedMessages, Store):
         except sqlite3.Error as exc:
             raise startup_error(self.data_dir, f"{self.db_path}: {exc}") from exc
         try:
-            # A full read of the file: slow for a huge store, but opening a damaged one and
-            # failing later, mid-traffic, would be worse.
-            problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if problem != "ok":
-                # Drop the "*** in database main ***" banner line; keep what is wrong.
-                detail = "; ".join(x for x in problem.splitlines() if not x.startswith("***"))
+            problem = self._integrity_problem(conn)
+            if problem is not None:
                 raise startup_error(
-                    self.data_dir, f"{self.db_path} is corrupt ({detail}); left untouched"
+                    self.data_dir, f"{self.db_path} is corrupt ({problem}); left untouched"
                 )
             version = sqlite_schema.schema_version(conn)
             supported = sqlite_schema.supported_version()
@@ -234,6 +241,30 @@ class SQLiteStore(BufferedMessages, Store):
             ) from exc
         finally:
             conn.close()
+
+    def _integrity_problem(self, conn: sqlite3.Connection) -> str | None:
+        """What PRAGMA quick_check finds wrong, or None.
+
+        The whole file is read when it is small or ``check == "full"``.  A big store is
+        mostly message rows, and reading all of them would make startup grow with the
+        backlog (10 GB: ~20 s); there every other table (definitions, users: small) is
+        checked, and message pages are checked by SQLite as they are read, recovery's
+        window now and the rest as queues drain (a read error then leaves the rows on
+        disk and is logged; see server/pager.py)."""
+        if self.check == "full" or self.db_path.stat().st_size <= FULL_CHECK_MAX_BYTES:
+            checks = ["PRAGMA quick_check(1)"]
+        else:
+            tables = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'messages'"
+            ).fetchall()
+            checks = [f"PRAGMA quick_check({_quote(name)})" for (name,) in tables]
+        for check in checks:
+            rows = [row[0] for row in conn.execute(check).fetchall()]
+            if rows != ["ok"]:
+                # Drop the "*** in database main ***" banner lines; keep what is wrong.
+                lines = [x for row in rows for x in row.splitlines() if not x.startswith("***")]
+                return "; ".join(lines[:3])
+        return None
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -477,11 +508,20 @@ class SQLiteStore(BufferedMessages, Store):
             ((count, size),) = self._read(QUEUE_DEPTH, (queue_id,))
         return count, size
 
+    def message_count(self, queue_id: int) -> int:
+        with self._db_lock:
+            ((count,),) = self._read(MESSAGE_COUNT, (queue_id,))
+        return int(count)
+
     def _read(self, sql: str, params: tuple[int, ...]) -> list[Any]:
         try:
             return self._check_open().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"read from {self.db_path} failed: {exc}") from exc
+
+
+def _quote(name: str) -> str:
+    return "'" + name.replace("'", "''") + "'"
 
 
 def _binding_row(rec: BindingRecord) -> tuple[str, str, str, str, str, str]:

@@ -508,9 +508,14 @@ def test_queue_depth_counts_committed_messages_and_body_bytes(store: Store) -> N
         store.enqueue(q, msg(seq, b"x" * seq))
     store.commit()
     assert store.queue_depth(q) == (10, 55)
+    assert store.message_count(q) == 10
     store.remove(q, 10)
+    store.enqueue(q, msg(11, b"uncommitted"))
+    assert store.queue_depth(q) == (10, 55)  # neither buffered operation counts yet
+    assert store.message_count(q) == 10
     store.commit()
-    assert store.queue_depth(q) == (9, 45)
+    assert store.queue_depth(q) == (10, 56)
+    assert store.message_count(q) == 10
 
 
 def test_max_seq_survives_removal_and_restart(backend: Backend, store: Store) -> None:

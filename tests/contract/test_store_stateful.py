@@ -179,6 +179,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert got == [messages[s] for s in sorted(messages)]
             want_depth = (len(messages), sum(len(m.body) for m in messages.values()))
             assert self.store.queue_depth(queue_id) == want_depth
+            assert self.store.message_count(queue_id) == len(messages)
 
 
 SETTINGS = settings(

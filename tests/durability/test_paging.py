@@ -7,6 +7,7 @@ need only hundreds of messages.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 
 import amqpbroker
 from amqpbroker.broker import queue as queue_module
+from amqpbroker.server import pager as pager_module
+from amqpbroker.store import MessageRecord, StoreError
 
 WINDOW = 100
 
@@ -150,3 +153,35 @@ def test_restart_reads_one_window_and_pages_in_the_rest(small_window: None, data
             assert _drain(channel) == [body for body, _ in bodies]
         finally:
             connection.close()
+
+
+def test_a_failed_page_in_read_is_logged_and_retried_losing_nothing(
+    broker: amqpbroker.Broker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(pager_module, "RETRY_FIRST_S", 0.05)
+    assert broker.core is not None and broker.core.store is not None
+    store = broker.core.store
+    real_read = store.read_messages
+    failures = []
+
+    def failing_read(queue_id: int, after_seq: int, limit: int) -> list[MessageRecord]:
+        if len(failures) < 2:  # an I/O error twice in a row, then the disk is back
+            failures.append(after_seq)
+            raise StoreError("read from the store failed: disk I/O error")
+        return real_read(queue_id, after_seq, limit)
+
+    connection, channel = _channel(broker)
+    try:
+        channel.queue_declare("long", durable=True)
+        bodies = [(b"f%04d" % i, True) for i in range(300)]
+        _publish(channel, bodies)
+        monkeypatch.setattr(store, "read_messages", failing_read)
+        with caplog.at_level(logging.ERROR, logger="amqpbroker.pager"):
+            assert _drain(channel) == [body for body, _ in bodies]
+        assert len(failures) == 2
+        errors = [r.getMessage() for r in caplog.records if r.name == "amqpbroker.pager"]
+        assert len(errors) == 2
+        assert "queue 'long' in vhost '/': reading its next messages failed" in errors[0]
+        assert "disk I/O error" in errors[0]
+    finally:
+        connection.close()
