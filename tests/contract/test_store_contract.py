@@ -437,6 +437,25 @@ def test_remove_and_mark_delivered_of_earlier_batch(store: Store) -> None:
     assert store.read_messages(q, 0, 10) == [msg(2, redelivered=True), msg(3)]
 
 
+@pytest.mark.parametrize("n", [1, 255, 256, 257, 1000])
+def test_large_batches_of_inserts_and_removes(store: Store, n: int) -> None:
+    # Sizes around the SQLite store's statement chunk (256 rows), over two queues.
+    q1 = store.put_queue("/", "q1", True, False, {})
+    q2 = store.put_queue("/", "q2", True, False, {})
+    for seq in range(1, n + 1):
+        store.enqueue(q1, msg(seq, b"a%d" % seq))
+        store.enqueue(q2, msg(n + seq, b"b%d" % seq))
+    store.commit()
+    assert store.read_messages(q1, 0, n + 1) == [msg(seq, b"a%d" % seq) for seq in range(1, n + 1)]
+    for seq in range(1, n + 1, 2):
+        store.remove(q1, seq)
+    for seq in range(n + 1, 2 * n):
+        store.remove(q2, seq)
+    store.commit()
+    assert seqs(store, q1) == list(range(2, n + 1, 2))
+    assert seqs(store, q2) == [2 * n]
+
+
 def test_mark_delivered_in_same_batch_and_then_remove(store: Store) -> None:
     q = store.put_queue("/", "q", True, False, {})
     store.enqueue(q, msg(1))
