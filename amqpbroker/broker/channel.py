@@ -21,6 +21,8 @@ from .queue import Queue
 if TYPE_CHECKING:
     from .session import Session
 
+_pack_delivery_tag = frames.pack_delivery_tag
+
 # One unacked delivery: the queue it came from, its queued message, its consumer
 # (None for basic.get).
 Unacked = tuple[Queue, QueuedMessage, Consumer | None]
@@ -37,6 +39,7 @@ class Channel:
         "consumer_prefetch",
         "consumer_unacked",
         "consumers",
+        "content_number",
         "global_prefetch",
         "last_queue",
         "next_tag",
@@ -52,6 +55,10 @@ class Channel:
     def __init__(self, session: Session, number: int) -> None:
         self.session = session
         self.number = number
+        # The channel number whose received content frames (Message.content) a
+        # delivery here may forward as they are; -1 for none (set by the session
+        # when the connection's frame_max admits any body frame of that path).
+        self.content_number = -1
         self.consumers: dict[str, Consumer] = {}
         # OrderedDict: popping from the front is O(1) (a dict's is not, after many
         # deletions), and multiple acks settle from the front.
@@ -108,22 +115,36 @@ class Channel:
             queue.settled(qm)
         message = qm.message
         session = self.session
-        body = message.body
-        header = message.header
-        session.write_frames(
-            frames.encode_delivery(
+        content = message.content
+        if content is not None and message.content_channel == self.content_number:
+            # Hot path: the content frames go out as the publisher sent them, after
+            # the consumer's cached method frame parts and this delivery's tag.
+            if (
+                message.routing_key != consumer.deliver_routing_key
+                or message.exchange != consumer.deliver_exchange
+            ):
+                consumer.set_deliver_route(message.exchange, message.routing_key)
+            data = b"".join(
+                (
+                    consumer.deliver_start,
+                    _pack_delivery_tag(tag, qm.redelivered),
+                    consumer.deliver_pair,
+                    content,
+                )
+            )
+        else:
+            data = frames.encode_delivery(
                 self.number,
                 consumer.tag,
                 tag,
                 qm.redelivered,
                 message.exchange,
                 message.routing_key,
-                header,
-                body,
+                message.header,
+                message.body,
                 session.proto.frame_max,
-            ),
-            len(body) + len(header) + 64,
-        )
+            )
+        session.write_frames(data, len(data))
 
     def deliver_get(self, queue: Queue, qm: QueuedMessage, no_ack: bool) -> None:
         tag = self.next_tag

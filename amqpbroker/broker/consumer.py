@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..protocol import frames
+
 if TYPE_CHECKING:
     from .channel import Channel
     from .message import QueuedMessage
@@ -14,6 +16,10 @@ class Consumer:
     __slots__ = (
         "arguments",
         "channel",
+        "deliver_exchange",
+        "deliver_pair",
+        "deliver_routing_key",
+        "deliver_start",
         "exclusive",
         "no_ack",
         "prefetch",
@@ -44,6 +50,13 @@ class Consumer:
         self.priority = priority
         self.arguments = arguments or {}
         self.unacked = 0
+        # The constant parts of this consumer's basic.deliver frame for the route
+        # of its last delivery (frames.deliver_prefix): a queue's messages mostly
+        # share one exchange and routing key.
+        self.deliver_exchange: str | None = None
+        self.deliver_routing_key: str | None = None
+        self.deliver_start = b""
+        self.deliver_pair = b""
 
     def can_take(self) -> bool:
         """Room for one more delivery: prefetch limits and the connection's buffer."""
@@ -55,3 +68,10 @@ class Consumer:
 
     def deliver(self, queue: Queue, qm: QueuedMessage) -> None:
         self.channel.deliver(self, queue, qm)
+
+    def set_deliver_route(self, exchange: str, routing_key: str) -> None:
+        self.deliver_start, self.deliver_pair = frames.deliver_prefix(
+            self.channel.number, self.tag, exchange, routing_key
+        )
+        self.deliver_exchange = exchange
+        self.deliver_routing_key = routing_key

@@ -18,13 +18,27 @@ from ..protocol import properties as props
 class Message:
     """One published message; shared by every queue it was routed to."""
 
-    __slots__ = ("_view", "body", "exchange", "header", "routing_key")
+    __slots__ = ("_view", "body", "content", "content_channel", "exchange", "header", "routing_key")
 
-    def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes) -> None:
+    def __init__(
+        self,
+        exchange: str,
+        routing_key: str,
+        header: bytes,
+        body: bytes,
+        content: bytes | None = None,
+        content_channel: int = 0,
+    ) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.header = header
         self.body = body
+        # The content header and body frames exactly as the publisher sent them on
+        # channel ``content_channel`` (one body frame of at most 4 KiB), or None: a
+        # delivery on a channel of that number appends them to its method frame as
+        # they are instead of encoding both frames again.
+        self.content = content
+        self.content_channel = content_channel
         self._view: props.PropertyView | None = None
 
     @property

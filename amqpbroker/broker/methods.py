@@ -384,7 +384,12 @@ def basic_recover(session: Session, channel: Channel, payload: bytes) -> None:
 
 
 def basic_publish(
-    session: Session, channel: Channel, method_payload: bytes, header: bytes, body: bytes
+    session: Session,
+    channel: Channel,
+    method_payload: bytes,
+    header: bytes,
+    body: bytes,
+    content: bytes | None = None,
 ) -> None:
     """The hot path: route a complete message and hand it to its queues."""
     exchange_name, routing_key, mandatory, immediate = frames.decode_publish(method_payload)
@@ -398,7 +403,7 @@ def basic_publish(
             lambda: _route(session, channel, exchange_name, routing_key, mandatory, header, body)
         )
         return
-    _route(session, channel, exchange_name, routing_key, mandatory, header, body)
+    _route(session, channel, exchange_name, routing_key, mandatory, header, body, content)
 
 
 def _route(
@@ -409,10 +414,11 @@ def _route(
     mandatory: bool,
     header: bytes,
     body: bytes,
+    content: bytes | None = None,
 ) -> None:
     vhost = _vhost(session)
     exchange = _checked_exchange(session, exchange_name, header)
-    message = Message(exchange_name, routing_key, header, body)
+    message = Message(exchange_name, routing_key, header, body, content, channel.number)
     if header[12] & publish_extras.SPECIAL_FLAGS:
         # Rare: CC/BCC headers, direct reply-to or a per-message TTL.
         queues, message = publish_extras.route(channel, vhost, exchange, message)

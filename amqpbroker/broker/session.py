@@ -170,7 +170,10 @@ class Session:
         log.info("connection %s opened: user '%s', vhost '%s'", self.peer, user, vhost)
 
     def on_channel_open(self, channel: int) -> None:
-        self.channels[channel] = Channel(self, channel)
+        ch = self.channels[channel] = Channel(self, channel)
+        frame_max = self.proto.frame_max
+        if not frame_max or frame_max >= frames.CONTENT_FRAME_MAX:
+            ch.content_number = channel
         self.broker.totals.channels_opened += 1
 
     def on_channel_closed(self, channel: int) -> None:
@@ -190,7 +193,14 @@ class Session:
         permissions.check_method(self, ch, key, payload)
         handler(self, ch, payload)
 
-    def on_publish(self, channel: int, method_payload: bytes, header: bytes, body: bytes) -> None:
+    def on_publish(
+        self,
+        channel: int,
+        method_payload: bytes,
+        header: bytes,
+        body: bytes,
+        content: bytes | None = None,
+    ) -> None:
         if not self.published:
             self.published = True
             if self.broker.alarms.blocking:
@@ -198,7 +208,7 @@ class Session:
         permissions.check_publish(self, method_payload)
         ch = self.channels[channel]
         ch.published += 1  # metrics: the one increment per message
-        methods.basic_publish(self, ch, method_payload, header, body)
+        methods.basic_publish(self, ch, method_payload, header, body, content)
 
     @property
     def read_paused(self) -> bool:

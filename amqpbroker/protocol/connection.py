@@ -91,8 +91,17 @@ class Handler(Protocol):
     def on_method(self, channel: int, key: int, payload: bytes) -> None:
         """A channel method other than channel.open/close/close-ok and basic.publish."""
 
-    def on_publish(self, channel: int, method_payload: bytes, header: bytes, body: bytes) -> None:
-        """A complete basic.publish (method payload, content header payload, body)."""
+    def on_publish(
+        self,
+        channel: int,
+        method_payload: bytes,
+        header: bytes,
+        body: bytes,
+        content: bytes | None = None,
+    ) -> None:
+        """A complete basic.publish (method payload, content header payload, body).
+        ``content``, when given, is the header and body frames as received on
+        ``channel`` (header and body in one frame each, flag bits clean)."""
 
     def on_connection_closed(self) -> None:
         """The connection is over (close handshake done or transport lost)."""
@@ -239,8 +248,20 @@ class AMQPConnection:
                 return
         reader = self.reader
         reader.feed(data)
+        channels = self.channels
+        max_body = self.max_message_size
         try:
             while self.phase is not Phase.CLOSED:
+                publish = reader.next_publish(max_body)
+                if publish is not None:
+                    # Hot path: a whole small publish. Channels exist only while the
+                    # connection is open; one awaiting content, or closing, must see
+                    # these frames one by one (errors, or dropped).
+                    ch = channels.get(publish[0])
+                    if ch is not None and ch.publish is None and not ch.closing:
+                        self._publish(*publish)
+                        continue
+                    reader.unread(len(publish[1]) + len(publish[4]) + 8)
                 frame = reader.next_frame()
                 if frame is None:
                     break
@@ -346,12 +367,8 @@ class AMQPConnection:
     def _handle_channel_method(self, channel: int, ch: _Channel, payload: bytes) -> None:
         key = frames.method_key(payload)
         if key == _BASIC_PUBLISH:
-            content = self.reader.next_content(channel, self.max_message_size)
-            if content is not None:
-                # Hot path: the whole message was already in the buffer.
-                self._publish(channel, payload, content[0], content[1])
-                return
-            # Content follows; the method is only decoded once the message is whole.
+            # Content follows (whole small publishes take receive_data's fast path);
+            # the method is only decoded once the message is whole.
             ch.publish = payload
             return
         if key == _CHANNEL_OPEN:
@@ -430,9 +447,11 @@ class AMQPConnection:
         ch.body_parts = []
         self._publish(channel, method, header, body)
 
-    def _publish(self, channel: int, method: bytes, header: bytes, body: bytes) -> None:
+    def _publish(
+        self, channel: int, method: bytes, header: bytes, body: bytes, content: bytes | None = None
+    ) -> None:
         try:
-            self.handler.on_publish(channel, method, header, body)
+            self.handler.on_publish(channel, method, header, body, content)
         except errors.AMQPError as exc:
             if not exc.class_id:
                 exc.class_id, exc.method_id = 60, 40

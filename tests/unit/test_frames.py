@@ -598,31 +598,66 @@ def _content(body: bytes, channel: int = 1, class_id: int = 60, flags: int = 0) 
     return _frame(2, channel, header_payload) + _frame(3, channel, body)
 
 
-def test_next_content_takes_a_whole_header_and_body() -> None:
+_PUBLISH = struct.pack(">HHH", 60, 40, 0) + b"\x02ex\x03key\x00"
+
+
+def _publish(body: bytes, channel: int = 1, method: bytes = _PUBLISH, **content: int) -> bytes:
+    return _frame(1, channel, method) + _content(body, channel, **content)
+
+
+@pytest.mark.parametrize("cls", [bytes, bytearray])
+def test_next_publish_takes_a_whole_publish(cls: type) -> None:
     reader = frames.FrameReader()
-    reader.feed(_content(b"hello") + frames.HEARTBEAT_FRAME)
-    assert reader.next_content(1, 1000) == (struct.pack(">HHQH", 60, 0, 5, 0), b"hello")
+    content = _content(b"hello", channel=3)
+    data = _publish(b"hello", channel=3) + frames.HEARTBEAT_FRAME
+    # A long partial frame before it turns the buffer into a bytearray.
+    if cls is bytearray:
+        reader.feed(_frame(3, 3, b"y" * 5000)[:4200])
+        reader.feed(_frame(3, 3, b"y" * 5000)[4200:] + data)
+        assert reader.next_frame() == (3, 3, b"y" * 5000)
+    else:
+        reader.feed(data)
+    got = reader.next_publish(1000)
+    assert got == (3, _PUBLISH, struct.pack(">HHQH", 60, 0, 5, 0), b"hello", content)
+    assert got is not None and all(type(part) is bytes for part in got[1:])
     assert reader.next_frame() == (8, 0, b"")
 
 
-@pytest.mark.parametrize(
-    ("data", "channel", "max_body"),
-    [
-        (_content(b"hello"), 2, 1000),  # another channel's content
-        (_content(b"hello"), 1, 4),  # over the message size limit
-        (_content(b""), 1, 1000),  # no body frame
-        (_content(b"hello", class_id=50), 1, 1000),  # not basic's class
-        (_content(b"hello", flags=0x0001), 1, 1000),  # low flag bits set
-        (_content(b"hello")[:-1], 1, 1000),  # body incomplete
-        (_content(b"x" * 5000), 1, 10000),  # a long body: the general path
-        (_frame(2, 1, struct.pack(">HHQH", 60, 0, 10, 0)) + _frame(3, 1, b"hello"), 1, 1000),
-        (frames.HEARTBEAT_FRAME + _content(b"hello"), 1, 1000),
-    ],
-)
-def test_next_content_leaves_anything_else_to_next_frame(
-    data: bytes, channel: int, max_body: int
-) -> None:
-    reader = frames.FrameReader(frame_max=0)
+def test_unread_gives_a_publish_back() -> None:
+    reader = frames.FrameReader()
+    data = _publish(b"hello")
     reader.feed(data)
-    assert reader.next_content(channel, max_body) is None
+    got = reader.next_publish(1000)
+    assert got is not None and reader.buffered == 0
+    reader.unread(len(got[1]) + len(got[4]) + 8)
+    assert reader.buffered == len(data)
+    assert reader.next_frame() == (1, 1, _PUBLISH)
+
+
+@pytest.mark.parametrize(
+    ("data", "max_body", "frame_max"),
+    [
+        (_frame(1, 1, _PUBLISH) + _content(b"hello", channel=2), 1000, 0),  # another channel
+        (_publish(b"hello", channel=0), 1000, 0),  # channel 0
+        (_frame(1, 1, struct.pack(">HH", 60, 80) + bytes(9)) + _content(b"hello"), 1000, 0),
+        (_publish(b"hello"), 4, 0),  # over the message size limit
+        (_publish(b""), 1000, 0),  # no body frame
+        (_publish(b"hello", class_id=50), 1000, 0),  # not basic's class
+        (_publish(b"hello", flags=0x0001), 1000, 0),  # low flag bits set
+        (_publish(b"hello")[:-1], 1000, 0),  # body incomplete
+        (_publish(b"hello")[:-9], 1000, 0),  # no body frame header yet
+        (_publish(b"x" * 5000), 10000, 0),  # a long body: the general path
+        (_publish(b"hello", method=_PUBLISH + bytes(5000)), 1000, 0),  # a long method
+        (_publish(b"hello", method=_PUBLISH + bytes(50)), 1000, 4095),  # tiny frame_max
+        (_frame(1, 1, _PUBLISH) + _frame(2, 1, struct.pack(">HHQH", 60, 0, 10, 0))
+         + _frame(3, 1, b"hello"), 1000, 0),  # body shorter than declared
+        (frames.HEARTBEAT_FRAME + _publish(b"hello"), 1000, 0),
+    ],
+)  # fmt: skip
+def test_next_publish_leaves_anything_else_to_next_frame(
+    data: bytes, max_body: int, frame_max: int
+) -> None:
+    reader = frames.FrameReader(frame_max=frame_max)
+    reader.feed(data)
+    assert reader.next_publish(max_body) is None
     assert reader.buffered == len(data)

@@ -1,0 +1,142 @@
+"""The publish -> deliver hot path, in process: whole small publishes taken in one
+piece (FrameReader.next_publish) and their content frames forwarded unchanged to
+consumers on a channel of the same number must put on the wire exactly what the
+general encoder builds."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from pamqp import commands
+
+from amqpbroker.broker.broker import Broker
+from amqpbroker.broker.session import Session
+from amqpbroker.config import Settings
+from amqpbroker.protocol import frames
+
+
+def _method(channel: int, method: object) -> bytes:
+    return frames.encode_method(channel, method)  # type: ignore[arg-type]
+
+
+def _open(broker: Broker, port: int, channels: tuple[int, ...], frame_max: int) -> Session:
+    session = Session(broker, f"127.0.0.1:{port}")
+    session.receive_data(frames.PROTOCOL_HEADER)
+    session.receive_data(
+        _method(
+            0,
+            frames.make_method(
+                commands.Connection.StartOk,
+                mechanism="PLAIN",
+                response="\0guest\0guest",
+                locale="en_US",
+            ),
+        )
+    )
+    session.receive_data(
+        _method(
+            0,
+            frames.make_method(
+                commands.Connection.TuneOk, channel_max=2047, frame_max=frame_max, heartbeat=0
+            ),
+        )
+    )
+    session.receive_data(_method(0, frames.make_method(commands.Connection.Open, virtual_host="/")))
+    for channel in channels:
+        session.receive_data(_method(channel, frames.make_method(commands.Channel.Open)))
+    session.proto.take_output()
+    return session
+
+
+def _publish(channel: int, routing_key: str, header: bytes, body: bytes) -> bytes:
+    method = struct.pack(">HHH", 60, 40, 0) + b"\x01x" + bytes((len(routing_key),))
+    method += routing_key.encode() + b"\x00"
+    return (
+        frames.encode_frame(frames.FRAME_METHOD, channel, method)
+        + frames.encode_frame(frames.FRAME_HEADER, channel, header)
+        + frames.encode_frame(frames.FRAME_BODY, channel, body)
+    )
+
+
+def _header(body: bytes, message_id: str) -> bytes:
+    # The message-id property only (flag 0x0080).
+    value = message_id.encode()
+    return struct.pack(">HHQH", 60, 0, len(body), 0x0080) + bytes((len(value),)) + value
+
+
+@pytest.mark.parametrize("frame_max", [131072, 4096, 0])
+@pytest.mark.parametrize("no_ack", [True, False])
+def test_deliveries_are_what_the_encoder_builds(frame_max: int, no_ack: bool) -> None:
+    # frame_max 0 (no limit) needs a server that offers it.
+    broker = Broker(Settings(consumer_timeout=0, frame_max=131072 if frame_max else 0))
+    publisher = _open(broker, 1, (1, 3), frame_max and 131072)
+    # Consumers on channel 1 (the publisher's channel number) and channel 2 of
+    # another connection, each on its own queue bound to one direct exchange.
+    consumer = _open(broker, 2, (1, 2), frame_max)
+    publisher.receive_data(
+        _method(
+            1, frames.make_method(commands.Exchange.Declare, exchange="x", exchange_type="direct")
+        )
+    )
+    for queue, channel in (("q1", 1), ("q2", 2)):
+        consumer.receive_data(
+            _method(channel, frames.make_method(commands.Queue.Declare, queue=queue))
+        )
+        for key in ("a", "bb"):
+            consumer.receive_data(
+                _method(
+                    channel,
+                    frames.make_method(
+                        commands.Queue.Bind, queue=queue, exchange="x", routing_key=key
+                    ),
+                )
+            )
+        consumer.receive_data(
+            _method(
+                channel,
+                frames.make_method(
+                    commands.Basic.Consume,
+                    queue=queue,
+                    consumer_tag=f"tag-{channel}",
+                    no_ack=no_ack,
+                ),
+            )
+        )
+    consumer.proto.take_output()
+    publisher.proto.take_output()
+    sent = []
+    data = b""
+    # Routing keys change from one message to the next (the consumers' cached
+    # deliver prefixes must follow); bodies up to the 4 KiB the fast path takes,
+    # published on channel 1 (forwardable to channel 1) and 3 (never forwarded).
+    for index, size in enumerate((1, 16, 4087, 4088, 4096, 7)):
+        body = bytes([65 + index]) * size
+        header = _header(body, f"m{index}")
+        routing_key = "a" if index % 3 else "bb"
+        for channel in (1, 3):
+            sent.append((routing_key, header, body))
+            data += _publish(channel, routing_key, header, body)
+    publisher.receive_data(data)
+    out = consumer.proto.take_output()
+    expected = b""
+    for tag, (routing_key, header, body) in enumerate(sent, start=1):
+        expected += frames.encode_delivery(
+            1, "tag-1", tag, False, "x", routing_key, header, body, frame_max
+        )
+    for tag, (routing_key, header, body) in enumerate(sent, start=1):
+        expected += frames.encode_delivery(
+            2, "tag-2", tag, False, "x", routing_key, header, body, frame_max
+        )
+
+    # Per channel the deliveries are in order; the two channels interleave per message.
+    def per_channel(stream: bytes) -> dict[int, list[bytes]]:
+        reader = frames.FrameReader(frame_max=0)
+        reader.feed(stream)
+        found: dict[int, list[bytes]] = {}
+        while (frame := reader.next_frame()) is not None:
+            found.setdefault(frame[1], []).append(frames.encode_frame(*frame))
+        return found
+
+    assert per_channel(out) == per_channel(expected)
+    assert not publisher.proto.closing and not consumer.proto.closing
