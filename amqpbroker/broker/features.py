@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol import properties as props
 from ..store.base import MessageRecord
+from . import queue as _queue
 from .deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, dead_letter
 from .message import Message, QueuedMessage
 from .queue import Queue
@@ -169,8 +170,11 @@ class FeatureState:
 
 
 def enable_features(queue: Queue, host: VirtualHost, options: QueueOptions) -> None:
-    """Make ``queue`` a FeatureQueue with ``options`` (at creation, or in place)."""
-    queue.__class__ = FeatureQueue
+    """Make ``queue`` a FeatureQueue with ``options`` (at creation, or in place; a
+    paged queue keeps its tail on disk and becomes a PagedFeatureQueue)."""
+    from .paging import PagedFeatureQueue, PagedQueue
+
+    queue.__class__ = PagedFeatureQueue if type(queue) is PagedQueue else FeatureQueue
     state = FeatureState(host, options, host.timers.clock())
     queue.ext = state
     maximum = options.max_priority
@@ -187,6 +191,7 @@ def enable_features(queue: Queue, host: VirtualHost, options: QueueOptions) -> N
 
 def make_queue(host: VirtualHost, name: str, options: QueueOptions, **kwargs: Any) -> Queue:
     queue = Queue(host.name, name, **kwargs)
+    queue.host = host
     if options.needs_features:
         enable_features(queue, host, options)
     return queue
@@ -217,21 +222,49 @@ class FeatureQueue(Queue):
         self.next_seq = seq + 1
         qm = FeatureMessage(seq, message, expires=now + ttl / 1000 if ttl is not None else None)
         stored = self._persist(qm)
-        if not self.ready and self.consumers:
-            consumer = self._next_consumer()
-            if consumer is not None:
-                consumer.deliver(self, qm)
-                return stored
-        self._push(qm)
+        if self._admit(qm):
+            return stored
         if options.limited and options.overflow == DROP_HEAD:
             self._drop_over_limit()
         if state.timed:
             self._expire(clock())
         return stored
 
+    def _admit(self, qm: FeatureMessage) -> bool:
+        """A new message: straight to a consumer with room (True), or queued."""
+        if not self.ready and self.consumers:
+            consumer = self._next_consumer()
+            if consumer is not None:
+                consumer.deliver(self, qm)
+                return True
+        if (
+            self.pager is not None
+            and len(self.ready) >= _queue.PAGE_OUT_AT
+            and isinstance(self.ready, FifoReady)
+        ):
+            from .paging import start_paging
+
+            start_paging(self)  # the tail goes to disk from now on (paging.py)
+            return self._admit(qm)
+        self._push(qm)
+        return False
+
+    def _append(self, qm: FeatureMessage) -> None:
+        """A returned message (quorum) joins the back of the queue."""
+        self._push(qm)
+
+    def tail_bytes(self) -> int:
+        """Body bytes of the messages behind the in-memory ready list (paging.py)."""
+        return 0
+
+    def _fill_head_now(self) -> bool:
+        """Bring the next messages into the ready list; False when there are none
+        (all of a queue that is not paged is in memory)."""
+        return False
+
     def _would_overflow(self, message: Message) -> bool:
         options = self.ext.options
-        count, size = len(self.ready), self.ext.ready_bytes
+        count, size = self.message_count, self.ext.ready_bytes + self.tail_bytes()
         if options.quorum:
             # rabbit_fifo refuses once the queue is already over its limit.
             return (options.max_length is not None and count > options.max_length) or (
@@ -295,10 +328,11 @@ class FeatureQueue(Queue):
         options = self.ext.options
         max_length, max_bytes = options.max_length, options.max_length_bytes
         ready = self.ready
-        while ready and (
-            (max_length is not None and len(ready) > max_length)
-            or (max_bytes is not None and self.ext.ready_bytes > max_bytes)
+        while (max_length is not None and self.message_count > max_length) or (
+            max_bytes is not None and self.ext.ready_bytes + self.tail_bytes() > max_bytes
         ):
+            if not ready and not self._fill_head_now():
+                break
             self._discard(self._pop(), MAXLEN)
 
     def _discard(self, qm: FeatureMessage, reason: str) -> None:
@@ -468,7 +502,7 @@ class FeatureQueue(Queue):
             fm.message = with_delivery_count(fm.original, fm.deliveries)
             if fm.persisted:
                 self._persist(fm)
-            self._push(fm)
+            self._append(fm)
 
     def _after_requeue(self) -> None:
         options = self.ext.options

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import reply_to, sender_selected
 from .features import enable_features, message_ttl
 from .message import Message
+from .paging import PagedQueue
 from .queue import Queue
 from .queue_args import QueueOptions
 
@@ -45,6 +46,6 @@ def route(
     if queues and message_ttl(message) is not None:
         # Per-message TTL needs the queue features; a plain queue gains them here.
         for queue in queues:
-            if type(queue) is Queue:
+            if type(queue) is Queue or type(queue) is PagedQueue:
                 enable_features(queue, vhost, _PLAIN)
     return queues, message

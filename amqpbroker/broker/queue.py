@@ -38,6 +38,7 @@ class Queue:
         "exclusive_owner",
         "ext",
         "had_consumer",
+        "host",
         "name",
         "next_seq",
         "pager",
@@ -82,6 +83,9 @@ class Queue:
         # ``pager`` asks the broker to read the next messages back in.
         self.pager: Callable[[Queue], None] | None = None
         self.tail: Any = None
+        # The VirtualHost object (make_queue sets it): a paged queue that reads in a
+        # message with a per-message TTL gains queue features, which need it.
+        self.host: Any = None
         # Queues with TTLs, limits, dead lettering, priorities... are FeatureQueues
         # (features.py); their state lives here, so a plain queue can become one
         # (same slots) the first time a message with an expiration reaches it.

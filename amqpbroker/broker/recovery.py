@@ -14,9 +14,9 @@ import attrs
 from ..store.base import Definitions
 from . import queue as _queue
 from .exchanges import make_exchange
-from .features import enable_features, make_queue
+from .features import FeatureQueue, enable_features, make_queue
 from .message import Message
-from .paging import resume_paged
+from .paging import pageable, resume_paged
 from .queue import Queue
 from .queue_args import options_from
 
@@ -81,15 +81,12 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
         queue.store, queue.store_id = store, q.queue_id
         queue.pager = broker.request_page_in
         after = 0
-        loaded = 0
+        loaded = loaded_bytes = 0
         while True:
-            if type(queue) is Queue and loaded >= _queue.PAGE_OUT_AT:
-                # A long plain queue: the rest stays on disk, paged in as it drains
-                # (startup reads one window, not the whole queue).
-                remaining = store.message_count(q.queue_id) - loaded
-                if remaining > 0:
-                    resume_paged(queue, after, remaining, unclean)
-                    stats.messages += remaining
+            if loaded >= _queue.PAGE_OUT_AT and pageable(queue):
+                # A long queue: the rest stays on disk, paged in as it drains (startup
+                # reads one window, not the whole queue).
+                _resume_tail(queue, q.queue_id, after, loaded, loaded_bytes, unclean, stats)
                 break
             records = store.read_messages(q.queue_id, after, min(RECOVERY_PAGE, _queue.PAGE_OUT_AT))
             for rec in records:
@@ -98,6 +95,7 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
                 if rec.expires and type(queue) is Queue:
                     enable_features(queue, vhost, options_from({}))  # per-message TTL
                 queue.restore(rec, message, redelivered)
+                loaded_bytes += len(rec.body)
             stats.messages += len(records)
             loaded += len(records)
             if len(records) < min(RECOVERY_PAGE, _queue.PAGE_OUT_AT):
@@ -126,3 +124,27 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
                 vhost.e2e_count += 1
         stats.bindings += 1
     return stats
+
+
+def _resume_tail(
+    queue: Queue,
+    queue_id: int,
+    after: int,
+    loaded: int,
+    loaded_bytes: int,
+    unclean: bool,
+    stats: RecoveryStats,
+) -> None:
+    store = queue.store
+    assert store is not None
+    # Counted from the index alone; the body bytes only when a byte limit needs them
+    # (their sum reads every stored message).
+    sized = isinstance(queue, FeatureQueue) and queue.ext.options.max_length_bytes is not None
+    if sized:
+        count, size = store.queue_depth(queue_id)
+        remaining, remaining_bytes = count - loaded, size - loaded_bytes
+    else:
+        remaining, remaining_bytes = store.message_count(queue_id) - loaded, None
+    if remaining > 0:
+        resume_paged(queue, after, remaining, remaining_bytes, unclean)
+        stats.messages += remaining

@@ -8,10 +8,12 @@ need only hundreds of messages.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pika
+import pika.exceptions
 import pytest
 
 import amqpbroker
@@ -183,5 +185,202 @@ def test_a_failed_page_in_read_is_logged_and_retried_losing_nothing(
         assert len(errors) == 2
         assert "queue 'long' in vhost '/': reading its next messages failed" in errors[0]
         assert "disk I/O error" in errors[0]
+    finally:
+        connection.close()
+
+
+# -- queues with features page too -------------------------------------------------------
+
+
+def _confirmed_channel(broker: amqpbroker.Broker) -> tuple[pika.BlockingConnection, object]:
+    connection, channel = _channel(broker)
+    channel.confirm_delivery()  # type: ignore[attr-defined]
+    return connection, channel
+
+
+def _dead_letter_queue(channel, name: str = "dead") -> None:
+    channel.queue_declare(name, durable=True)
+
+
+def _publish_confirmed(channel, queue: str, bodies: list[bytes], **props) -> int:
+    """Publish persistent messages with confirms; the number the broker refused."""
+    refused = 0
+    for body in bodies:
+        try:
+            channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2, **props))
+        except pika.exceptions.NackError:
+            refused += 1
+    return refused
+
+
+def _count(channel, queue: str) -> int:
+    return channel.queue_declare(queue, passive=True).method.message_count
+
+
+def _wait_for_count(channel, queue: str, want: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (count := _count(channel, queue)) != want and time.monotonic() < deadline:
+        channel.connection.sleep(0.05)
+    return count
+
+
+def test_paged_ttl_queue_expires_and_dead_letters_the_messages_on_disk_too(
+    broker: amqpbroker.Broker,
+) -> None:
+    connection, channel = _confirmed_channel(broker)
+    try:
+        _dead_letter_queue(channel)
+        args = {
+            "x-message-ttl": 300,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "dead",
+        }
+        channel.queue_declare("long", durable=True, arguments=args)
+        bodies = [b"t%04d" % i for i in range(350)]
+        _publish_confirmed(channel, "long", bodies)
+        assert _queue_state(broker)[0] == "PagedFeatureQueue"
+        assert _count(channel, "long") == 350
+        # No consumer: the head expires on its timer, and what was on disk is read in
+        # and expires in turn, in order, every one dead-lettered.
+        assert _wait_for_count(channel, "dead", 350) == 350
+        assert _count(channel, "long") == 0
+        dead = []
+        for method, props, body in channel.consume("dead", inactivity_timeout=2):
+            if method is None:
+                break
+            assert props.headers["x-death"][0]["reason"] == "expired"
+            dead.append(body)
+            channel.basic_ack(method.delivery_tag)
+            if len(dead) == 350:
+                break
+        channel.cancel()
+        assert dead == bodies
+    finally:
+        connection.close()
+
+
+def test_paged_drop_head_queue_keeps_the_newest_and_dead_letters_the_rest(
+    broker: amqpbroker.Broker,
+) -> None:
+    connection, channel = _confirmed_channel(broker)
+    try:
+        _dead_letter_queue(channel)
+        args = {
+            "x-max-length": 250,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "dead",
+        }
+        channel.queue_declare("long", durable=True, arguments=args)
+        bodies = [b"d%04d" % i for i in range(400)]
+        _publish_confirmed(channel, "long", bodies)
+        assert _queue_state(broker)[0] == "PagedFeatureQueue"
+        assert _count(channel, "long") == 250
+        assert _wait_for_count(channel, "dead", 150) == 150
+        assert _drain(channel) == bodies[150:]
+        assert _drain(channel, "dead") == bodies[:150]
+    finally:
+        connection.close()
+
+
+def test_paged_reject_publish_queue_counts_its_tail(broker: amqpbroker.Broker) -> None:
+    connection, channel = _confirmed_channel(broker)
+    try:
+        args = {"x-max-length": 250, "x-overflow": "reject-publish"}
+        channel.queue_declare("long", durable=True, arguments=args)
+        bodies = [b"r%04d" % i for i in range(300)]
+        assert _publish_confirmed(channel, "long", bodies) == 50
+        assert _count(channel, "long") == 250
+        assert _drain(channel) == bodies[:250]
+    finally:
+        connection.close()
+
+
+def test_paged_byte_limit_counts_the_tail_after_a_restart(
+    small_window: None, data_dir: Path
+) -> None:
+    args = {"x-max-length-bytes": 250 * 5}
+    bodies = [b"b%04d" % i for i in range(260)]  # 5 bytes each
+    with amqpbroker.Broker(data_dir=str(data_dir), sync="off") as broker:
+        connection, channel = _confirmed_channel(broker)
+        channel.queue_declare("long", durable=True, arguments=args)
+        _publish_confirmed(channel, "long", bodies[:250])
+        assert _queue_state(broker)[0] == "PagedFeatureQueue"
+        connection.close()
+    with amqpbroker.Broker(data_dir=str(data_dir), sync="off") as broker:
+        # Recovered with 150 of its 250 messages on disk: the byte limit knows them,
+        # so ten more push the ten oldest out.
+        assert _queue_state(broker) == ("PagedFeatureQueue", WINDOW)
+        connection, channel = _confirmed_channel(broker)
+        try:
+            _publish_confirmed(channel, "long", bodies[250:])
+            assert _count(channel, "long") == 250
+            assert _drain(channel) == bodies[10:]
+        finally:
+            connection.close()
+
+
+def test_message_with_expiration_in_a_paged_plain_queue_expires(
+    broker: amqpbroker.Broker,
+) -> None:
+    connection, channel = _confirmed_channel(broker)
+    try:
+        channel.queue_declare("long", durable=True)
+        bodies = [b"e%04d" % i for i in range(300)]
+        _publish_confirmed(channel, "long", bodies)
+        assert _queue_state(broker)[0] == "PagedQueue"
+        _publish_confirmed(channel, "long", [b"short-lived"], expiration="100")
+        _publish_confirmed(channel, "long", [b"last"])
+        assert _queue_state(broker)[0] == "PagedFeatureQueue"
+        channel.connection.sleep(0.3)
+        # It expires when it reaches the head, so it is never delivered.
+        assert _drain(channel) == [*bodies, b"last"]
+    finally:
+        connection.close()
+
+
+def test_message_stored_with_expiration_behind_the_recovered_window_expires(
+    small_window: None, data_dir: Path
+) -> None:
+    bodies = [b"w%04d" % i for i in range(300)]
+    with amqpbroker.Broker(data_dir=str(data_dir), sync="off") as broker:
+        connection, channel = _confirmed_channel(broker)
+        channel.queue_declare("long", durable=True)
+        _publish_confirmed(channel, "long", bodies)
+        _publish_confirmed(channel, "long", [b"short-lived"], expiration="200")
+        connection.close()
+    time.sleep(0.3)
+    with amqpbroker.Broker(data_dir=str(data_dir), sync="off") as broker:
+        # The first window has no TTL in it: the queue comes back plain and paged, and
+        # gains its features when the stored deadline is read in.
+        assert _queue_state(broker)[0] == "PagedQueue"
+        connection, channel = _confirmed_channel(broker)
+        try:
+            assert _drain(channel) == bodies
+            assert _count(channel, "long") == 0
+        finally:
+            connection.close()
+
+
+def test_paged_quorum_queue_returns_a_message_to_the_back(broker: amqpbroker.Broker) -> None:
+    connection, channel = _confirmed_channel(broker)
+    try:
+        channel.queue_declare("long", durable=True, arguments={"x-queue-type": "quorum"})
+        bodies = [b"q%04d" % i for i in range(300)]
+        _publish_confirmed(channel, "long", bodies)
+        assert _queue_state(broker)[0] == "PagedFeatureQueue"
+        method, _props, body = channel.basic_get("long")
+        assert body == bodies[0]
+        channel.basic_nack(method.delivery_tag, requeue=True)
+        got = []
+        for method, props, body in channel.consume("long", inactivity_timeout=2):
+            if method is None:
+                break
+            got.append((body, props.headers.get("x-delivery-count") if props.headers else None))
+            channel.basic_ack(method.delivery_tag)
+            if len(got) == 300:
+                break
+        channel.cancel()
+        # Returned to the back of the queue, behind the 299 on disk, counted.
+        assert got == [(b, None) for b in bodies[1:]] + [(bodies[0], 1)]
     finally:
         connection.close()
