@@ -74,8 +74,10 @@ class OurBroker:
         sync: str = "full",
         data_root: Path | None = None,
         data_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.log_path = log_path
+        self.extra_args = extra_args
         self.persistent = persistent
         self.sync = sync
         self.data_root = data_root
@@ -116,6 +118,7 @@ class OurBroker:
             cmd += ["--data-dir", str(self.data_dir), "--sync", self.sync]
         else:
             cmd += ["--transient"]
+        cmd += self.extra_args
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
