@@ -60,11 +60,15 @@ class Consumer:
 
     def can_take(self) -> bool:
         """Room for one more delivery: prefetch limits and the connection's buffer."""
+        # Hot path (once per delivery): Channel.writable / has_credit written out.
+        channel = self.channel
         if self.no_ack:
-            return self.channel.writable()
+            return channel.session.writable
         if self.prefetch and self.unacked >= self.prefetch:
             return False
-        return self.channel.has_credit()
+        return channel.session.writable and (
+            not channel.global_prefetch or channel.consumer_unacked < channel.global_prefetch
+        )
 
     def deliver(self, queue: Queue, qm: QueuedMessage) -> None:
         self.channel.deliver(self, queue, qm)

@@ -383,30 +383,26 @@ def basic_recover(session: Session, channel: Channel, payload: bytes) -> None:
     channel.recover()
 
 
-def basic_publish(
+def publish_in_tx(
     session: Session,
     channel: Channel,
-    method_payload: bytes,
+    exchange_name: str,
+    routing_key: str,
+    mandatory: bool,
     header: bytes,
     body: bytes,
-    content: bytes | None = None,
 ) -> None:
-    """The hot path: route a complete message and hand it to its queues."""
-    exchange_name, routing_key, mandatory, immediate = frames.decode_publish(method_payload)
-    if immediate:
-        raise errors.NotImplemented_("immediate=true", class_id=60, method_id=40)
-    if channel.tx is not None:
-        # RabbitMQ checks the exchange and the properties when the publish arrives,
-        # so a bad one fails the channel before anything is committed.
-        _checked_exchange(session, exchange_name, header)
-        channel.tx.append(
-            lambda: _route(session, channel, exchange_name, routing_key, mandatory, header, body)
-        )
-        return
-    _route(session, channel, exchange_name, routing_key, mandatory, header, body, content)
+    """A publish on a transactional channel waits for tx.commit."""
+    assert channel.tx is not None
+    # RabbitMQ checks the exchange and the properties when the publish arrives, so a
+    # bad one fails the channel before anything is committed.
+    _checked_exchange(session, exchange_name, header)
+    channel.tx.append(
+        lambda: route_publish(session, channel, exchange_name, routing_key, mandatory, header, body)
+    )
 
 
-def _route(
+def route_publish(
     session: Session,
     channel: Channel,
     exchange_name: str,
@@ -416,14 +412,32 @@ def _route(
     body: bytes,
     content: bytes | None = None,
 ) -> None:
-    vhost = _vhost(session)
-    exchange = _checked_exchange(session, exchange_name, header)
+    """Route a decoded publish and hand it to its queues; then its confirm.
+
+    Hot path (once per publish): the common case -- an existing, non-internal
+    exchange, properties already checked on this session, no special properties,
+    no exchange-to-exchange bindings -- is written out here rather than through
+    _checked_exchange and VirtualHost.route, which handle everything else.
+    """
+    vhost = session.vhost
+    assert vhost is not None
+    exchange = vhost.exchanges.get(exchange_name)
+    if (
+        exchange is None
+        or exchange.internal
+        or (header is not session.checked_header and (header[12] or header[13] & 0xFC))
+    ):
+        exchange = _checked_exchange(session, exchange_name, header)
     message = Message(exchange_name, routing_key, header, body, content, channel.number)
     if header[12] & publish_extras.SPECIAL_FLAGS:
         # Rare: CC/BCC headers, direct reply-to or a per-message TTL.
         queues, message = publish_extras.route(channel, vhost, exchange, message)
-    else:
+    elif vhost.e2e_count or exchange.needs_headers:
         queues = vhost.route(exchange, routing_key, message)
+    else:
+        queues = exchange.route(routing_key)  # type: ignore[assignment]
+        if not queues and "alternate-exchange" in exchange.arguments:
+            queues = vhost.route(exchange, routing_key, message)
     if PUBLISH_OBSERVERS:
         for observe in PUBLISH_OBSERVERS:
             observe(vhost, message, queues)
@@ -447,14 +461,15 @@ def _route(
             message,
         )
     if channel.confirm:
-        seq = channel.confirm_publish()
+        seq = channel.publish_seq = channel.publish_seq + 1
         if refused:
             channel.publish_refused(seq)
-        if stored or channel.awaiting_commit:
-            # Confirmed only once the group commit holding it is on disk.
+        if stored or channel.commit_seq > channel.confirm_ready:
+            # Confirmed only once the group commit holding it is on disk (and,
+            # while an earlier publish waits for one, after it).
             session.broker.await_commit(channel, seq)
         else:
-            channel.publish_accepted(seq)
+            channel.confirm_ready = seq
             session.dirty.add(channel)
 
 
@@ -488,6 +503,8 @@ def _checked_exchange(session: Session, exchange_name: str, header: bytes) -> Ex
         if view.expiration is not None:
             parse_expiration(view.expiration.encode("utf-8"))
         session.checked_properties = header[12:]
+    # This very header object passed: route_publish skips the check for it.
+    session.checked_header = header
     return exchange
 
 
@@ -543,4 +560,4 @@ def tx_rollback(session: Session, channel: Channel, payload: bytes) -> None:
     _reply(session, channel, frames.make_method(commands.Tx.RollbackOk))
 
 
-__all__ = ["HANDLERS", "basic_publish", "generated_tag", "send_cancel"]
+__all__ = ["HANDLERS", "generated_tag", "publish_in_tx", "route_publish", "send_cancel"]

@@ -130,7 +130,7 @@ class Queue:
             # Fast path: hand it straight to a consumer with room.
             consumer = self._next_consumer()
             if consumer is not None:
-                consumer.deliver(self, qm)
+                consumer.channel.deliver(consumer, self, qm)
                 return stored
         self.ready.append(qm)
         return stored
@@ -190,7 +190,7 @@ class Queue:
             consumer = self._next_consumer()
             if consumer is None:
                 return
-            consumer.deliver(self, ready.popleft())
+            consumer.channel.deliver(consumer, self, ready.popleft())
 
     def get(self) -> QueuedMessage | None:
         """basic.get: the head of the queue, or None."""

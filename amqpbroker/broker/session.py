@@ -86,6 +86,9 @@ class Session:
         # The property bytes of the last publish whose properties passed the checks
         # (methods._checked_exchange): publishers mostly repeat the same properties.
         self.checked_properties = b""
+        # The last header payload object that passed them (FrameReader.next_publish
+        # hands out the same object while a publisher repeats its header bytes).
+        self.checked_header = b""
         # For the management API and metrics: when the connection came, and bytes
         # read / written (counted by the server per socket read / send, not per frame).
         self.connected_at = time.time()
@@ -205,10 +208,17 @@ class Session:
             self.published = True
             if self.broker.alarms.blocking:
                 self.broker.alarms.notify_blocked(self)
-        permissions.check_publish(self, method_payload)
+        if self.unrestricted_at != self.broker.users.generation:
+            permissions.check_publish(self, method_payload)
         ch = self.channels[channel]
         ch.published += 1  # metrics: the one increment per message
-        methods.basic_publish(self, ch, method_payload, header, body, content)
+        exchange, routing_key, mandatory, immediate = frames.decode_publish(method_payload)
+        if immediate:
+            raise errors.NotImplemented_("immediate=true", class_id=60, method_id=40)
+        if ch.tx is not None:
+            methods.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
+            return
+        methods.route_publish(self, ch, exchange, routing_key, mandatory, header, body, content)
 
     @property
     def read_paused(self) -> bool:

@@ -634,6 +634,28 @@ def test_unread_gives_a_publish_back() -> None:
     assert reader.next_frame() == (1, 1, _PUBLISH)
 
 
+def test_next_publish_repeated_bytes_are_checked_as_the_first() -> None:
+    # The second publish repeats the first one's bytes up to the body (the path
+    # that skips the checks); what follows the body must still be a frame end, and
+    # the limits still apply.
+    reader = frames.FrameReader()
+    first = _publish(b"hello")
+    reader.feed(first)
+    assert reader.next_publish(1000) is not None
+    reader.feed(_publish(b"HELLO") + _publish(b"other") + _publish(b"hello")[:-1])
+    got = reader.next_publish(1000)
+    assert got is not None and got[3] == b"HELLO" and got[4] == _content(b"HELLO")
+    assert reader.next_publish(4) is None  # over the size limit now
+    got = reader.next_publish(1000)
+    assert got is not None and got[3] == b"other"
+    assert reader.next_publish(1000) is None  # incomplete
+    reader.feed(b"\x00")  # not a frame end
+    assert reader.next_publish(1000) is None
+    with pytest.raises(errors.FrameError, match="invalid_frame_end_marker,0"):
+        while reader.next_frame():
+            pass
+
+
 @pytest.mark.parametrize(
     ("data", "max_body", "frame_max"),
     [
