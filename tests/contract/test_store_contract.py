@@ -720,3 +720,55 @@ def test_sqlite_failed_commit_keeps_operations_pending(
     assert store.commit() == 3
     assert seqs(store, q) == [2]
     store.close()
+
+
+def test_sqlite_written_batch_aborted_before_its_commit_is_buffered_again(tmp_path: Path) -> None:
+    # The group committer writes a batch on the event loop and commits it in a worker
+    # thread; cancelled in between, it aborts the batch.
+    store = SQLiteStore(tmp_path)
+    store.open()
+    q = store.put_queue("/", "q", True, False, {})
+    store.enqueue(q, msg(1))
+    store.enqueue(q, msg(2))
+    assert store.write_batch() == 2
+    store.remove(q, 1)  # buffered while the batch is written: applies after it
+    store.abort_batch()
+    store.abort_batch()  # nothing left to abort
+    assert not store.read_messages(q, 0, 10)
+    assert store.commit() == 3
+    assert seqs(store, q) == [2]
+    store.close()
+
+
+def test_sqlite_failed_commit_statement_keeps_operations_pending(tmp_path: Path) -> None:
+    import sqlite3
+
+    class FailingCommit:
+        """The store's connection, except that COMMIT fails (say, the fsync)."""
+
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("disk I/O error")
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.conn, name)
+
+    store = SQLiteStore(tmp_path)
+    store.open()
+    q = store.put_queue("/", "q", True, False, {})
+    store.enqueue(q, msg(1))
+    conn = store._conn  # white box: the connection the commit uses
+    store._conn = FailingCommit(conn)  # type: ignore[assignment]
+    assert store.write_batch() == 1
+    with pytest.raises(StoreError, match="disk I/O error"):
+        store.sync_batch()
+    store._conn = conn
+    assert store.has_pending()
+    assert not store.read_messages(q, 0, 10)  # rolled back
+    assert store.commit() == 1
+    assert seqs(store, q) == [1]
+    store.close()
