@@ -2,13 +2,16 @@
 
 Hot path: the broker appends here for every persistent publish, delivery and ack, from its
 event-loop thread, while a commit may be taking a batch in a worker thread. An append is a
-tuple and a list append under an uncontended lock (a few hundred ns); the lock is what makes
-"take the whole buffer" atomic, so no append can land in a list a commit already took.
+tuple and a plain list append, with no lock: appends only ever add at the end of the one list,
+and a take removes a prefix by index (``ops[:n]``, then ``del ops[:n]``, each one call that
+the GIL makes atomic), so an append that lands between the two is past ``n`` and stays for
+the next take. A lock here cost ~0.2 us per operation, three operations per persistent
+message.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from typing import Final
 
 from amqpbroker.store.base import MessageRecord
@@ -24,33 +27,30 @@ Op = tuple[int, int, int, MessageRecord | None]
 
 
 class PendingOps:
-    """Message operations in call order, taken as a whole by each commit."""
+    """Message operations in call order, taken as a whole by each commit. The list is never
+    replaced, so ``add`` can be its bound ``append``."""
 
-    __slots__ = ("_lock", "_ops")
+    __slots__ = ("_ops", "add")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._ops: list[Op] = []
-
-    def add(self, op: Op) -> None:
-        with self._lock:
-            self._ops.append(op)
+        self.add: Callable[[Op], None] = self._ops.append
 
     def take(self) -> list[Op]:
         """Remove and return everything buffered so far."""
-        with self._lock:
-            ops, self._ops = self._ops, []
-        return ops
+        ops = self._ops
+        n = len(ops)
+        taken = ops[:n]
+        del ops[:n]
+        return taken
 
     def restore(self, ops: list[Op]) -> None:
         """Put back a batch whose write failed, ahead of what was buffered since, so that a
         retry still applies operations in call order."""
-        with self._lock:
-            self._ops[:0] = ops
+        self._ops[:0] = ops
 
     def clear(self) -> None:
-        with self._lock:
-            self._ops = []
+        self._ops.clear()
 
     def __bool__(self) -> bool:
         # Reading a list's length is atomic under the GIL; no lock needed for a snapshot.
