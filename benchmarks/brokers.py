@@ -75,9 +75,11 @@ class OurBroker:
         data_root: Path | None = None,
         data_dir: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         self.log_path = log_path
         self.extra_args = extra_args
+        self.start_timeout_s = start_timeout_s
         self.persistent = persistent
         self.sync = sync
         self.data_root = data_root
@@ -133,7 +135,7 @@ class OurBroker:
 
     def _wait_ready(self) -> BrokerAddress:
         assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             text = self.log_path.read_text(errors="replace")
             match = READY_LINE.search(text)
@@ -144,7 +146,7 @@ class OurBroker:
                     f"amqpbroker exited with {self.process.returncode}: {text[-2000:]}"
                 )
             time.sleep(POLL_S)
-        raise TimeoutError(f"amqpbroker printed no listening line in {START_TIMEOUT_S:.0f} s")
+        raise TimeoutError(f"amqpbroker printed no listening line in {self.start_timeout_s:.0f} s")
 
     def stop(self) -> None:
         process = self.process

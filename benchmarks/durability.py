@@ -325,7 +325,12 @@ def backlog_memory(args: argparse.Namespace, logs: Path) -> dict[str, object]:
             started = time.monotonic()
             full_check = ("--store-check", "full")
             with OurBroker(
-                logs / "rss-full.log", True, "normal", data_dir=data, extra_args=full_check
+                logs / "rss-full.log",
+                True,
+                "normal",
+                data_dir=data,
+                extra_args=full_check,
+                start_timeout_s=args.rss_time_limit,  # it reads the whole store first
             ):
                 result["restart_full_check_seconds"] = round(time.monotonic() - started, 1)
             drop_page_cache()

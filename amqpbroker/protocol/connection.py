@@ -250,6 +250,7 @@ class AMQPConnection:
         reader.feed(data)
         channels = self.channels
         max_body = self.max_message_size
+        on_publish = self.handler.on_publish
         try:
             while self.phase is not Phase.CLOSED:
                 publish = reader.next_publish(max_body)
@@ -259,7 +260,13 @@ class AMQPConnection:
                     # these frames one by one (errors, or dropped).
                     ch = channels.get(publish[0])
                     if ch is not None and ch.publish is None and not ch.closing:
-                        self._publish(*publish)
+                        # self._publish written out (once per message).
+                        try:
+                            on_publish(*publish)
+                        except errors.AMQPError as exc:
+                            if not exc.class_id:
+                                exc.class_id, exc.method_id = 60, 40
+                            self.close_channel(publish[0], exc)
                         continue
                     reader.unread(len(publish[1]) + len(publish[4]) + 8)
                 frame = reader.next_frame()
