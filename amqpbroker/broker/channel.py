@@ -144,7 +144,12 @@ class Channel:
                 message.body,
                 session.proto.frame_max,
             )
-        session.write_frames(data, len(data))
+        # Session.write_frames written out (once per delivery).
+        session.proto.out.append(data)
+        backlog = session.out_size = session.out_size + len(data)
+        if backlog > session.high_water:
+            session.writable = False
+        session.wake()
 
     def deliver_get(self, queue: Queue, qm: QueuedMessage, no_ack: bool) -> None:
         tag = self.next_tag
@@ -205,10 +210,45 @@ class Channel:
         return touched
 
     def ack(self, tag: int, multiple: bool) -> None:
-        taken = self._take(tag, multiple)
-        self.acked += len(taken)
-        self._settle(taken)
-        self._redispatch(self._release(taken))
+        unacked = self.unacked
+        if not (multiple and tag and tag in unacked):
+            taken = self._take(tag, multiple)
+            self.acked += len(taken)
+            self._settle(taken)
+            self._redispatch(self._release(taken))
+            return
+        # Hot path: a consumer acking once per read settles hundreds of deliveries
+        # with one multiple ack, mostly of one queue to one consumer.  One pass over
+        # them; the counters move once per run of the same queue and consumer.
+        popitem = unacked.popitem
+        touched: set[Queue] = set()
+        run_queue: Queue | None = None
+        run_consumer: Consumer | None = None
+        run = 0
+        while True:
+            first, (queue, qm, consumer) = popitem(False)
+            if qm.persisted:
+                queue.settled(qm)
+            if queue is not run_queue or consumer is not run_consumer:
+                if run_queue is not None:
+                    self._release_run(run_queue, run_consumer, run)
+                    touched.add(run_queue)
+                run_queue, run_consumer, run = queue, consumer, 0
+            run += 1
+            if first == tag:
+                break
+        assert run_queue is not None
+        self._release_run(run_queue, run_consumer, run)
+        touched.add(run_queue)
+        self._redispatch(touched)
+
+    def _release_run(self, queue: Queue, consumer: Consumer | None, count: int) -> None:
+        """``count`` acked deliveries of ``queue`` to ``consumer`` are settled."""
+        queue.unacked -= count
+        if consumer is not None:
+            consumer.unacked -= count
+            self.consumer_unacked -= count
+        self.acked += count
 
     def reject(self, tag: int, multiple: bool, requeue: bool) -> None:
         taken = self._take(tag, multiple)

@@ -186,7 +186,17 @@ class Queue:
     def dispatch(self) -> None:
         """Deliver ready messages while some consumer has room."""
         ready = self.ready
-        while ready and self.consumers:
+        consumers = self.consumers
+        if len(consumers) == 1 and type(self) is Queue:
+            # Hot path (after each ack of a busy queue): one consumer, so
+            # _next_consumer is can_take, and the loop can hold on to both.
+            only = consumers[0]
+            can_take = only.can_take
+            deliver = only.channel.deliver
+            while ready and can_take():
+                deliver(only, self, ready.popleft())
+            return
+        while ready and consumers:
             consumer = self._next_consumer()
             if consumer is None:
                 return

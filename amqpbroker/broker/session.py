@@ -75,6 +75,8 @@ class Session:
         self.user: str | None = None
         self.writable = True
         self.out_size = 0
+        # HIGH_WATER where Channel.deliver (which writes without write_frames) reads it.
+        self.high_water = HIGH_WATER
         self.wake: Callable[[], None] = _noop
         self.exclusive_queues: set[Queue] = set()
         # Channels with confirms to flush once the current batch of input is done.
@@ -89,6 +91,9 @@ class Session:
         # The last header payload object that passed them (FrameReader.next_publish
         # hands out the same object while a publisher repeats its header bytes).
         self.checked_header = b""
+        # The last basic.publish method payload object and its decoded fields.
+        self.last_publish = b""
+        self.last_publish_fields: tuple[str, str, bool, bool] = ("", "", False, False)
         # For the management API and metrics: when the connection came, and bytes
         # read / written (counted by the server per socket read / send, not per frame).
         self.connected_at = time.time()
@@ -212,7 +217,15 @@ class Session:
             permissions.check_publish(self, method_payload)
         ch = self.channels[channel]
         ch.published += 1  # metrics: the one increment per message
-        exchange, routing_key, mandatory, immediate = frames.decode_publish(method_payload)
+        if method_payload is self.last_publish:
+            # FrameReader.next_publish hands out the same payload object while a
+            # publisher repeats it: no decode, not even a cache lookup.
+            exchange, routing_key, mandatory, immediate = self.last_publish_fields
+        else:
+            fields = frames.decode_publish(method_payload)
+            exchange, routing_key, mandatory, immediate = fields
+            self.last_publish = method_payload
+            self.last_publish_fields = fields
         if immediate:
             raise errors.NotImplemented_("immediate=true", class_id=60, method_id=40)
         if ch.tx is not None:

@@ -140,3 +140,47 @@ def test_deliveries_are_what_the_encoder_builds(frame_max: int, no_ack: bool) ->
 
     assert per_channel(out) == per_channel(expected)
     assert not publisher.proto.closing and not consumer.proto.closing
+
+
+def test_multiple_ack_settles_runs_of_queues_and_consumers() -> None:
+    broker = Broker(Settings(consumer_timeout=0))
+    publisher = _open(broker, 1, (1,), 131072)
+    consumer = _open(broker, 2, (1,), 131072)
+    publisher.receive_data(
+        _method(
+            1, frames.make_method(commands.Exchange.Declare, exchange="x", exchange_type="direct")
+        )
+    )
+    # Two consumers of q1 and one of q2 on one channel; q1 round-robins, so the
+    # unacked deliveries alternate between queues and consumers in runs of 1 and 2.
+    for queue in ("q1", "q2"):
+        consumer.receive_data(_method(1, frames.make_method(commands.Queue.Declare, queue=queue)))
+        consumer.receive_data(
+            _method(
+                1,
+                frames.make_method(
+                    commands.Queue.Bind, queue=queue, exchange="x", routing_key=queue
+                ),
+            )
+        )
+    for tag, queue in (("a", "q1"), ("b", "q1"), ("c", "q2")):
+        consumer.receive_data(
+            _method(1, frames.make_method(commands.Basic.Consume, queue=queue, consumer_tag=tag))
+        )
+    header = _header(b"m", "id")
+    keys = ["q1", "q1", "q2", "q2", "q1", "q2", "q1", "q1"]
+    publisher.receive_data(b"".join(_publish(1, key, header, b"m") for key in keys))
+    channel = consumer.channels[1]
+    queues = broker.vhosts["/"].queues
+    consumers = channel.consumers
+    assert len(channel.unacked) == 8 and queues["q1"].unacked == 5 and queues["q2"].unacked == 3
+    # Tag 6 (the third q2 delivery): five deliveries before it and it.
+    consumer.receive_data(struct.pack(">BHIHHQBB", 1, 1, 13, 60, 80, 6, 1, 0xCE))
+    assert list(channel.unacked) == [7, 8]
+    assert (queues["q1"].unacked, queues["q2"].unacked) == (2, 0)
+    assert (consumers["a"].unacked, consumers["b"].unacked, consumers["c"].unacked) == (1, 1, 0)
+    assert channel.consumer_unacked == 2 and channel.acked == 6
+    consumer.receive_data(struct.pack(">BHIHHQBB", 1, 1, 13, 60, 80, 8, 1, 0xCE))
+    assert not channel.unacked and channel.consumer_unacked == 0 and channel.acked == 8
+    assert queues["q1"].unacked == 0 and consumers["a"].unacked == consumers["b"].unacked == 0
+    assert not consumer.proto.closing
