@@ -63,6 +63,11 @@ _BASIC_CLASS = 60
 
 _HEADER_PREFIX = struct.Struct(">HHQ")
 
+# take_buffers: output buffers at least this long are sent without being joined, and it
+# looks for them only in a queue of at most _SCAN_MAX buffers.
+SEND_AS_IS = 16 * 1024
+_SCAN_MAX = 256
+
 
 class Phase(enum.Enum):
     AWAIT_HEADER = "awaiting protocol header"
@@ -223,6 +228,31 @@ class AMQPConnection:
         data = b"".join(self.out)
         self.out.clear()
         return data
+
+    def take_buffers(self) -> list[bytes]:
+        """Everything queued for the peer, as buffers for one ``sendmsg``: long ones (big
+        bodies) as they are, the runs of short ones between them joined; empties the queue.
+        Joining a 64 KiB body frame would copy it once more. A queue of many buffers
+        (thousands of small deliveries) is joined whole without looking at each."""
+        out = self.out
+        if len(out) > _SCAN_MAX:
+            data = b"".join(out)
+            out.clear()
+            return [data]
+        bufs: list[bytes] = []
+        start = 0
+        for i, item in enumerate(out):
+            if len(item) >= SEND_AS_IS:
+                if i - start > 1:
+                    bufs.append(b"".join(out[start:i]))
+                elif i > start:
+                    bufs.append(out[start])
+                bufs.append(item)
+                start = i + 1
+        if start < len(out):
+            bufs.append(b"".join(out[start:]) if start < len(out) - 1 else out[start])
+        out.clear()
+        return bufs
 
     @property
     def closing(self) -> bool:
