@@ -1,5 +1,5 @@
 """The write path of SQLiteStore.commit(): a batch of buffered message operations reduced to
-its net effect, and the SQL that writes it (executemany per kind, in one transaction)."""
+its net effect, and the SQL that writes it (a few multi-row statements, one transaction)."""
 
 from __future__ import annotations
 
@@ -21,25 +21,32 @@ INSERT_MESSAGES: Final = (
     " VALUES "
 )
 INSERT_ROW: Final = "(?,?,?,?,?,?,?,?,?)"
+# A message as published (not redelivered, no TTL deadline, never returned): most of them.
+INSERT_PLAIN_ROW: Final = "(?,?,?,?,?,?,0,0,0)"
 DELETE_MESSAGES: Final = "DELETE FROM messages WHERE queue_id = ? AND seq IN "
+DELETE_MESSAGE_RANGE: Final = "DELETE FROM messages WHERE queue_id = ? AND seq BETWEEN ? AND ?"
 MARK_DELIVERED: Final = "UPDATE messages SET redelivered = 1 WHERE queue_id = ? AND seq = ?"
 DELETE_QUEUE_MESSAGES: Final = "DELETE FROM messages WHERE queue_id = ?"
 DELETE_QUEUE_MESSAGES_FROM: Final = "DELETE FROM messages WHERE queue_id = ? AND seq >= ?"
 RAISE_MAX_SEQ: Final = "UPDATE meta SET value = max(value, ?) WHERE key = 'max_seq'"
 
-# Inserts and deletes go out as multi-row statements of up to CHUNK rows, not executemany.
-# executemany steps once per row, and the sqlite3 module releases the GIL around every step:
-# with the event loop busy on the other side, each row then waits to get the GIL back, and a
-# commit of ~1,000 rows took ~10 ms of wall time (~12 us a row) instead of ~2 ms. A chunk is
-# bound in C and stepped once. Chunk sizes are powers of two, so at most log2(CHUNK) + 1
-# statement texts per kind exist (the connection's statement cache holds them all), and
-# 256 rows x 9 columns stays far below SQLite's bound on parameters (32,766).
+# Inserts and deletes go out as multi-row statements of up to CHUNK rows, not executemany,
+# which steps once per row (and, when commits ran on a worker thread, gave up the GIL and
+# waited for it once per row). A chunk is bound in C and stepped once. Chunk sizes are
+# powers of two, so at most log2(CHUNK) + 1 statement texts per kind exist (the
+# connection's statement cache holds them all), and 256 rows x 9 columns stays far below
+# SQLite's bound on parameters (32,766).
 CHUNK: Final = 256
+# Deleted seqs that form a run of consecutive numbers at least this long are deleted with
+# one BETWEEN, a range scan of the index, instead of one lookup per seq (acks come in
+# order, so a batch's deletes are mostly one run). Only a run with no seq missing may go
+# this way: a row inside the range that is not being deleted would go too.
+RANGE_MIN: Final = 8
 
 
 @functools.cache
-def _insert_sql(rows: int) -> str:
-    return INSERT_MESSAGES + ",".join(itertools.repeat(INSERT_ROW, rows))
+def _insert_sql(rows: int, row: str = INSERT_ROW) -> str:
+    return INSERT_MESSAGES + ",".join(itertools.repeat(row, rows))
 
 
 @functools.cache
@@ -64,6 +71,30 @@ def _by_queue(keys: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
     for queue_id, seq in keys:
         seqs.setdefault(queue_id, []).append(seq)
     return seqs
+
+
+def _runs(seqs: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """Distinct ``seqs`` split into runs of at least RANGE_MIN consecutive numbers, as (first,
+    last), and the rest."""
+    runs: list[tuple[int, int]] = []
+    rest: list[int] = []
+    ordered = sorted(seqs)
+    start = 0
+    n = len(ordered)
+    for i in range(1, n + 1):
+        if i == n or ordered[i] != ordered[i - 1] + 1:
+            if i - start >= RANGE_MIN:
+                runs.append((ordered[start], ordered[i - 1]))
+            else:
+                rest.extend(ordered[start:i])
+            start = i
+    return runs, rest
+
+
+def _write_rows(conn: sqlite3.Connection, row: str, width: int, values: list[object]) -> None:
+    """Insert ``values`` (``width`` per row) in chunks."""
+    for start, size in _chunks(len(values) // width):
+        conn.execute(_insert_sql(size, row), values[width * start : width * (start + size)])
 
 
 class NetEffect:
@@ -127,28 +158,25 @@ class NetEffect:
             conn.executemany(DELETE_QUEUE_MESSAGES_FROM, list(self.purges.items()))
         if self.deletes:
             for queue_id, seqs in _by_queue(self.deletes).items():
-                for start, size in _chunks(len(seqs)):
-                    conn.execute(_delete_sql(size), (queue_id, *seqs[start : start + size]))
+                runs, rest = _runs(seqs)
+                for first, last in runs:
+                    conn.execute(DELETE_MESSAGE_RANGE, (queue_id, first, last))
+                for start, size in _chunks(len(rest)):
+                    conn.execute(_delete_sql(size), (queue_id, *rest[start : start + size]))
         if self.delivered:
             conn.executemany(MARK_DELIVERED, self.delivered)
         if self.inserts:
-            # One flat parameter list, 9 values per row, sliced per chunk.
-            values = [
-                v
-                for (q, s), r in self.inserts.items()
-                for v in (
-                    q,
-                    s,
-                    r.exchange,
-                    r.routing_key,
-                    r.header,
-                    r.body,
-                    r.redelivered,
-                    r.expires,
-                    r.deliveries,
-                )
-            ]
-            for start, size in _chunks(len(self.inserts)):
-                conn.execute(_insert_sql(size), values[9 * start : 9 * (start + size)])
+            # Flat parameter lists, sliced per chunk; the last three columns of plain rows
+            # are literals in the statement (three binds fewer per row).
+            plain: list[object] = []
+            full: list[object] = []
+            for (q, s), r in self.inserts.items():
+                if r.redelivered or r.expires or r.deliveries:
+                    full += (q, s, r.exchange, r.routing_key, r.header, r.body)
+                    full += (r.redelivered, r.expires, r.deliveries)
+                else:
+                    plain += (q, s, r.exchange, r.routing_key, r.header, r.body)
+            _write_rows(conn, INSERT_PLAIN_ROW, 6, plain)
+            _write_rows(conn, INSERT_ROW, 9, full)
         if self.max_seq:
             conn.execute(RAISE_MAX_SEQ, (self.max_seq,))
