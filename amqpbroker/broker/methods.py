@@ -409,7 +409,7 @@ def route_publish(
     routing_key: str,
     mandatory: bool,
     header: bytes,
-    body: bytes,
+    body: bytes | None,
     content: bytes | None = None,
 ) -> None:
     """Route a decoded publish and hand it to its queues; then its confirm.
@@ -418,6 +418,7 @@ def route_publish(
     exchange, properties already checked on this session, no special properties,
     no exchange-to-exchange bindings -- is written out here rather than through
     _checked_exchange and VirtualHost.route, which handle everything else.
+    ``body`` is None when it is the one in ``content`` (see Message).
     """
     vhost = session.vhost
     assert vhost is not None

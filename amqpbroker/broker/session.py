@@ -206,7 +206,7 @@ class Session:
         channel: int,
         method_payload: bytes,
         header: bytes,
-        body: bytes,
+        body: bytes | None,
         content: bytes | None = None,
     ) -> None:
         if not self.published:
@@ -229,6 +229,9 @@ class Session:
         if immediate:
             raise errors.NotImplemented_("immediate=true", class_id=60, method_id=40)
         if ch.tx is not None:
+            if body is None:
+                assert content is not None
+                body = frames.content_body(header, content)
             methods.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
             return
         methods.route_publish(self, ch, exchange, routing_key, mandatory, header, body, content)

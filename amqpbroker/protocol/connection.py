@@ -101,12 +101,13 @@ class Handler(Protocol):
         channel: int,
         method_payload: bytes,
         header: bytes,
-        body: bytes,
+        body: bytes | None,
         content: bytes | None = None,
     ) -> None:
         """A complete basic.publish (method payload, content header payload, body).
         ``content``, when given, is the header and body frames as received on
-        ``channel`` (header and body in one frame each, flag bits clean)."""
+        ``channel`` (header and body in one frame each, flag bits clean), and
+        ``body`` may be None: it is the one in ``content`` (frames.content_body)."""
 
     def on_connection_closed(self) -> None:
         """The connection is over (close handshake done or transport lost)."""
@@ -288,17 +289,18 @@ class AMQPConnection:
                     # Hot path: a whole small publish. Channels exist only while the
                     # connection is open; one awaiting content, or closing, must see
                     # these frames one by one (errors, or dropped).
-                    ch = channels.get(publish[0])
+                    channel, method, header, content = publish
+                    ch = channels.get(channel)
                     if ch is not None and ch.publish is None and not ch.closing:
                         # self._publish written out (once per message).
                         try:
-                            on_publish(*publish)
+                            on_publish(channel, method, header, None, content)
                         except errors.AMQPError as exc:
                             if not exc.class_id:
                                 exc.class_id, exc.method_id = 60, 40
-                            self.close_channel(publish[0], exc)
+                            self.close_channel(channel, exc)
                         continue
-                    reader.unread(len(publish[1]) + len(publish[4]) + 8)
+                    reader.unread(len(method) + len(content) + 8)
                 frame = reader.next_frame()
                 if frame is None:
                     break

@@ -67,6 +67,8 @@ __all__ = [
     "HEARTBEAT_FRAME",
     "PROTOCOL_HEADER",
     "FrameReader",
+    "content_body",
+    "content_body_size",
     "decode_ack",
     "decode_method",
     "decode_nack",
@@ -284,14 +286,15 @@ class FrameReader:
             raise _frame_error(frame_type, payload, "unknown_frame")
         return frame_type, channel, payload
 
-    def next_publish(self, max_body: int) -> tuple[int, bytes, bytes, bytes, bytes] | None:
+    def next_publish(self, max_body: int) -> tuple[int, bytes, bytes, bytes] | None:
         """A whole basic.publish -- method, content header and one body frame -- when
         all three are in the buffer and plainly valid: one channel (not 0), each
         payload at most ``_COPY_ONCE_ABOVE`` bytes, class 60, the body size the header
         declares (1 to ``max_body`` bytes), clean flag bits.  Returns (channel, method
-        payload, header payload, body, content) and consumes the three frames;
-        ``content`` is the header and body frames exactly as received (a delivery on
-        the same channel number forwards them as they are).  Returns None, consuming
+        payload, header payload, content) and consumes the three frames; ``content``
+        is the header and body frames exactly as received (a delivery on the same
+        channel number forwards them as they are; :func:`content_body` is the body
+        in it).  Returns None, consuming
         nothing, for anything else, which then goes frame by frame through
         :meth:`next_frame` and the connection's checks and error texts.
 
@@ -322,7 +325,6 @@ class FrameReader:
                     self._last_channel,
                     last_method,
                     self._last_header,
-                    buf[bstart:bend],
                     buf[pos + len(last_method) + 8 : bend + 1],
                 )
         # Smallest publish: method payload 9 (ids, ticket, two empty names, bits),
@@ -375,7 +377,6 @@ class FrameReader:
                 channel,
                 bytes(buf[pos + 7 : mend]),
                 bytes(buf[hstart:hend]),
-                bytes(buf[bstart:bend]),
                 bytes(buf[mend + 1 : bend + 1]),
             )
         self._last_prefix = buf[pos:bstart]
@@ -383,12 +384,23 @@ class FrameReader:
         method = self._last_method = buf[pos + 7 : mend]
         header = self._last_header = buf[hstart:hend]
         self._last_body = bsize
-        return channel, method, header, buf[bstart:bend], buf[mend + 1 : bend + 1]
+        return channel, method, header, buf[mend + 1 : bend + 1]
 
     def unread(self, count: int) -> None:
         """Give back the last ``count`` bytes handed out (a publish that
         :meth:`next_publish` returned but the connection cannot take whole)."""
         self._pos -= count
+
+
+def content_body(header: bytes, content: bytes) -> bytes:
+    """The body in ``content`` (a content header frame with payload ``header``,
+    then one body frame), as :meth:`FrameReader.next_publish` hands them out."""
+    return content[len(header) + 15 : -1]  # header frame (7 + payload + 1), body frame header
+
+
+def content_body_size(header: bytes, content: bytes) -> int:
+    """``len(content_body(header, content))`` without the slice."""
+    return len(content) - len(header) - 16
 
 
 def encode_frame(frame_type: int, channel: int, payload: bytes) -> bytes:
