@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pamqp import base, commands
@@ -411,14 +411,20 @@ def route_publish(
     header: bytes,
     body: bytes | None,
     content: bytes | None = None,
+    repeats: Sequence[bytes] = (),
 ) -> None:
     """Route a decoded publish and hand it to its queues; then its confirm.
+    ``body`` is None when it is the one in ``content`` (see Message).  Each of
+    ``repeats`` is the content of one more publish with the same method and header
+    payloads (FrameReader.next_repeats), published after it.
 
     Hot path (once per publish): the common case -- an existing, non-internal
     exchange, properties already checked on this session, no special properties,
     no exchange-to-exchange bindings -- is written out here rather than through
-    _checked_exchange and VirtualHost.route, which handle everything else.
-    ``body`` is None when it is the one in ``content`` (see Message).
+    _checked_exchange and VirtualHost.route, which handle everything else.  The
+    checks and the routing are done once for ``repeats`` too: their outcome depends
+    only on the method and header bytes, the session, and exchanges, queues and
+    bindings, which publishing does not change.
     """
     vhost = session.vhost
     assert vhost is not None
@@ -429,49 +435,60 @@ def route_publish(
         or (header is not session.checked_header and (header[12] or header[13] & 0xFC))
     ):
         exchange = _checked_exchange(session, exchange_name, header)
-    message = Message(exchange_name, routing_key, header, body, content, channel.number)
-    if header[12] & publish_extras.SPECIAL_FLAGS:
-        # Rare: CC/BCC headers, direct reply-to or a per-message TTL.
-        queues, message = publish_extras.route(channel, vhost, exchange, message)
+    number = channel.number
+    message = Message(exchange_name, routing_key, header, body, content, number)
+    special = header[12] & publish_extras.SPECIAL_FLAGS
+    queues: Collection[Queue] = ()
+    if special:
+        pass  # per message, below
     elif vhost.e2e_count or exchange.needs_headers:
         queues = vhost.route(exchange, routing_key, message)
     else:
         queues = exchange.route(routing_key)  # type: ignore[assignment]
         if not queues and "alternate-exchange" in exchange.arguments:
             queues = vhost.route(exchange, routing_key, message)
-    if PUBLISH_OBSERVERS:
-        for observe in PUBLISH_OBSERVERS:
-            observe(vhost, message, queues)
-    stored = refused = False
-    if queues:
-        for queue in queues:
-            outcome = queue.publish(message)
-            if outcome:
-                # True: stored, so confirmed after the group commit; REFUSED: a
-                # length limit refused it (reject-publish), so the publisher gets a nack.
-                if outcome is REFUSED:
-                    refused = True
-                else:
-                    stored = True
-    elif mandatory:
-        session.write_content(
-            frames.encode_return(
-                channel.number, errors.NO_ROUTE, "NO_ROUTE", exchange_name, routing_key
-            ),
-            channel.number,
-            message,
-        )
-    if channel.confirm:
-        seq = channel.publish_seq = channel.publish_seq + 1
-        if refused:
-            channel.publish_refused(seq)
-        if stored or channel.commit_seq > channel.confirm_ready:
-            # Confirmed only once the group commit holding it is on disk (and,
-            # while an earlier publish waits for one, after it).
-            session.broker.await_commit(channel, seq)
-        else:
-            channel.confirm_ready = seq
-            session.dirty.add(channel)
+    index = 0
+    while True:
+        if special:
+            # Rare: CC/BCC headers, direct reply-to or a per-message TTL.
+            queues, message = publish_extras.route(channel, vhost, exchange, message)
+        if PUBLISH_OBSERVERS:
+            for observe in PUBLISH_OBSERVERS:
+                observe(vhost, message, queues)
+        stored = refused = False
+        if queues:
+            for queue in queues:
+                outcome = queue.publish(message)
+                if outcome:
+                    # True: stored, so confirmed after the group commit; REFUSED: a
+                    # length limit refused it (reject-publish): the publisher gets a nack.
+                    if outcome is REFUSED:
+                        refused = True
+                    else:
+                        stored = True
+        elif mandatory:
+            session.write_content(
+                frames.encode_return(
+                    number, errors.NO_ROUTE, "NO_ROUTE", exchange_name, routing_key
+                ),
+                number,
+                message,
+            )
+        if channel.confirm:
+            seq = channel.publish_seq = channel.publish_seq + 1
+            if refused:
+                channel.publish_refused(seq)
+            if stored or channel.commit_seq > channel.confirm_ready:
+                # Confirmed only once the group commit holding it is on disk (and,
+                # while an earlier publish waits for one, after it).
+                session.broker.await_commit(channel, seq)
+            else:
+                channel.confirm_ready = seq
+                session.dirty.add(channel)
+        if index == len(repeats):
+            return
+        message = Message(exchange_name, routing_key, header, None, repeats[index], number)
+        index += 1
 
 
 def _checked_exchange(session: Session, exchange_name: str, header: bytes) -> Exchange:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
@@ -208,6 +208,7 @@ class Session:
         header: bytes,
         body: bytes | None,
         content: bytes | None = None,
+        repeats: Sequence[bytes] = (),
     ) -> None:
         if not self.published:
             self.published = True
@@ -216,7 +217,7 @@ class Session:
         if self.unrestricted_at != self.broker.users.generation:
             permissions.check_publish(self, method_payload)
         ch = self.channels[channel]
-        ch.published += 1  # metrics: the one increment per message
+        ch.published += 1 + len(repeats)  # metrics: the one increment per message
         if method_payload is self.last_publish:
             # FrameReader.next_publish hands out the same payload object while a
             # publisher repeats it: no decode, not even a cache lookup.
@@ -233,8 +234,13 @@ class Session:
                 assert content is not None
                 body = frames.content_body(header, content)
             methods.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
+            for more in repeats:
+                body = frames.content_body(header, more)
+                methods.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
             return
-        methods.route_publish(self, ch, exchange, routing_key, mandatory, header, body, content)
+        methods.route_publish(
+            self, ch, exchange, routing_key, mandatory, header, body, content, repeats
+        )
 
     @property
     def read_paused(self) -> bool:

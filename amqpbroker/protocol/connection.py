@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import struct
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pamqp import commands, decode
@@ -103,11 +104,14 @@ class Handler(Protocol):
         header: bytes,
         body: bytes | None,
         content: bytes | None = None,
+        repeats: Sequence[bytes] = (),
     ) -> None:
         """A complete basic.publish (method payload, content header payload, body).
         ``content``, when given, is the header and body frames as received on
         ``channel`` (header and body in one frame each, flag bits clean), and
-        ``body`` may be None: it is the one in ``content`` (frames.content_body)."""
+        ``body`` may be None: it is the one in ``content`` (frames.content_body).
+        Each of ``repeats`` is the content of one more publish that followed it on
+        the channel with the same method and header payloads."""
 
     def on_connection_closed(self) -> None:
         """The connection is over (close handshake done or transport lost)."""
@@ -293,8 +297,9 @@ class AMQPConnection:
                     ch = channels.get(channel)
                     if ch is not None and ch.publish is None and not ch.closing:
                         # self._publish written out (once per message).
+                        repeats = reader.next_repeats(max_body)
                         try:
-                            on_publish(channel, method, header, None, content)
+                            on_publish(channel, method, header, None, content, repeats)
                         except errors.AMQPError as exc:
                             if not exc.class_id:
                                 exc.class_id, exc.method_id = 60, 40

@@ -386,6 +386,38 @@ class FrameReader:
         self._last_body = bsize
         return channel, method, header, buf[mend + 1 : bend + 1]
 
+    def next_repeats(self, max_body: int) -> list[bytes]:
+        """Right after :meth:`next_publish` returned a publish: the contents of the
+        whole publishes that follow it and repeat its bytes up to the body (same
+        channel, method and header payloads), consumed.  A publisher sending the same
+        kind of message in a burst fills a read with them; the broker then checks
+        and routes them once (methods.route_publish)."""
+        buf = self._buf
+        prefix = self._last_prefix
+        frame_max = self.frame_max
+        size = self._last_body
+        if (
+            prefix is None
+            or type(buf) is not bytes
+            or size > max_body
+            or (frame_max and frame_max < _COPY_ONCE_ABOVE)
+        ):
+            return []
+        pos = self._pos
+        found: list[bytes] = []
+        startswith = buf.startswith
+        end = len(buf)
+        skip = len(self._last_method) + 8  # the method frame, before the content
+        whole = len(prefix) + size  # up to the body's frame end
+        while startswith(prefix, pos):
+            bend = pos + whole
+            if bend >= end or buf[bend] != FRAME_END:
+                break
+            found.append(buf[pos + skip : bend + 1])
+            pos = bend + 1
+        self._pos = pos
+        return found
+
     def unread(self, count: int) -> None:
         """Give back the last ``count`` bytes handed out (a publish that
         :meth:`next_publish` returned but the connection cannot take whole)."""

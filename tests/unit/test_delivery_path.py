@@ -184,3 +184,99 @@ def test_multiple_ack_settles_runs_of_queues_and_consumers() -> None:
     assert not channel.unacked and channel.consumer_unacked == 0 and channel.acked == 8
     assert queues["q1"].unacked == 0 and consumers["a"].unacked == consumers["b"].unacked == 0
     assert not consumer.proto.closing
+
+
+def _deliveries(stream: bytes) -> list[tuple[int, bytes]]:
+    """(delivery tag, body) of each basic.deliver in ``stream``."""
+    reader = frames.FrameReader(frame_max=0)
+    reader.feed(stream)
+    found: list[tuple[int, bytes]] = []
+    tag = 0
+    while (frame := reader.next_frame()) is not None:
+        frame_type, _channel, payload = frame
+        if frame_type == frames.FRAME_METHOD and payload[:4] == b"\x00\x3c\x00\x3c":
+            tag = struct.unpack_from(">Q", payload, 5 + payload[4])[0]
+        elif frame_type == frames.FRAME_BODY:
+            found.append((tag, payload))
+    return found
+
+
+def _burst_setup(*methods: object) -> tuple[Broker, Session, Session]:
+    broker = Broker(Settings(consumer_timeout=0))
+    publisher = _open(broker, 1, (1,), 131072)
+    consumer = _open(broker, 2, (1,), 131072)
+    publisher.receive_data(
+        _method(
+            1, frames.make_method(commands.Exchange.Declare, exchange="x", exchange_type="direct")
+        )
+    )
+    consumer.receive_data(_method(1, frames.make_method(commands.Queue.Declare, queue="q")))
+    consumer.receive_data(
+        _method(
+            1, frames.make_method(commands.Queue.Bind, queue="q", exchange="x", routing_key="k")
+        )
+    )
+    consumer.receive_data(
+        _method(
+            1, frames.make_method(commands.Basic.Consume, queue="q", consumer_tag="c", no_ack=True)
+        )
+    )
+    for method in methods:
+        publisher.receive_data(_method(1, method))
+    publisher.proto.take_output()
+    consumer.proto.take_output()
+    return broker, publisher, consumer
+
+
+def test_a_burst_of_equal_publishes_is_routed_and_confirmed_one_by_one() -> None:
+    _broker, publisher, consumer = _burst_setup(frames.make_method(commands.Confirm.Select))
+    header = _header(b"xxxx", "same")
+    bodies = [b"%04d" % i for i in range(50)]
+    # Equal up to the body: one run; then an unroutable mandatory one, then a run again.
+    data = b"".join(_publish(1, "k", header, body) for body in bodies[:30])
+    method = struct.pack(">HHH", 60, 40, 0) + b"\x01x\x04none\x01"  # mandatory
+    data += (
+        frames.encode_frame(frames.FRAME_METHOD, 1, method)
+        + frames.encode_frame(frames.FRAME_HEADER, 1, header)
+        + frames.encode_frame(frames.FRAME_BODY, 1, b"lost")
+    )
+    data += b"".join(_publish(1, "k", header, body) for body in bodies[30:])
+    publisher.receive_data(data)
+    assert _deliveries(consumer.proto.take_output()) == list(enumerate(bodies, start=1))
+    out = publisher.proto.take_output()
+    # basic.return for the unroutable one, and one multiple ack for all 51.
+    assert frames.encode_return(1, 312, "NO_ROUTE", "x", "none") in out
+    assert out.endswith(frames.encode_basic_ack(1, 51, True))
+    assert publisher.channels[1].published == 51
+
+
+def test_a_burst_in_a_transaction_waits_for_the_commit() -> None:
+    _broker, publisher, consumer = _burst_setup(frames.make_method(commands.Tx.Select))
+    header = _header(b"xx", "tx")
+    bodies = [b"%02d" % i for i in range(20)]
+    publisher.receive_data(b"".join(_publish(1, "k", header, body) for body in bodies))
+    assert consumer.proto.take_output() == b""
+    publisher.receive_data(_method(1, frames.make_method(commands.Tx.Commit)))
+    assert _deliveries(consumer.proto.take_output()) == list(enumerate(bodies, start=1))
+
+
+def test_a_burst_to_a_missing_exchange_closes_the_channel_once() -> None:
+    _broker, publisher, consumer = _burst_setup()
+    header = _header(b"xx", "gone")
+    method = struct.pack(">HHH", 60, 40, 0) + b"\x04gone\x01k\x00"
+    one = (
+        frames.encode_frame(frames.FRAME_METHOD, 1, method)
+        + frames.encode_frame(frames.FRAME_HEADER, 1, header)
+        + frames.encode_frame(frames.FRAME_BODY, 1, b"xx")
+    )
+    publisher.receive_data(one * 10 + _publish(1, "k", header, b"yy"))
+    out = publisher.proto.take_output()
+    close = frames.make_method(
+        commands.Channel.Close,
+        reply_code=404,
+        reply_text="NOT_FOUND - no exchange 'gone' in vhost '/'",
+        class_id=60,
+        method_id=40,
+    )
+    assert out == frames.encode_method(1, close)
+    assert consumer.proto.take_output() == b""  # the publish after it was dropped too

@@ -659,6 +659,30 @@ def test_next_publish_repeated_bytes_are_checked_as_the_first() -> None:
             pass
 
 
+def test_next_repeats_takes_the_whole_publishes_equal_up_to_the_body() -> None:
+    reader = frames.FrameReader()
+    other = _publish(b"hello", method=_PUBLISH[:-1] + b"\x01")  # mandatory: not equal
+    reader.feed(
+        _publish(b"one..")
+        + _publish(b"two..")
+        + _publish(b"three")
+        + other
+        + _publish(b"four.")
+        + _publish(b"five.")[:-1]
+    )
+    assert reader.next_repeats(1000) == []  # nothing taken yet
+    got = reader.next_publish(1000)
+    assert got is not None and got[3] == _content(b"one..")
+    assert reader.next_repeats(1000) == [_content(b"two.."), _content(b"three")]
+    assert reader.next_repeats(1000) == []
+    got = reader.next_publish(1000)
+    assert got is not None and got[1] == _PUBLISH[:-1] + b"\x01"
+    assert reader.next_publish(1000) is not None
+    assert reader.next_repeats(4) == []  # over the size limit
+    assert reader.next_repeats(1000) == []  # the last one is incomplete
+    assert reader.buffered == len(_publish(b"five.")) - 1
+
+
 @pytest.mark.parametrize(
     ("data", "max_body", "frame_max"),
     [
