@@ -241,9 +241,12 @@ def encode_message(
     routing_key: str,
     payload: bytes,
     persistent: bool,
+    message_id: str | None = None,
 ) -> tuple[bytes, int]:
     """One publish (method + header + body frames) and the offset of its body's first byte."""
-    properties = commands.Basic.Properties(delivery_mode=2 if persistent else 1)
+    properties = commands.Basic.Properties(
+        delivery_mode=2 if persistent else 1, message_id=message_id
+    )
     head = frame.marshal(
         commands.Basic.Publish(exchange=exchange, routing_key=routing_key), channel
     ) + frame.marshal(header.ContentHeader(0, len(payload), properties), channel)
@@ -262,16 +265,37 @@ class StampedBatch:
     nanosecond count into every body in place, so one batch costs one ``sendall``.
     """
 
-    def __init__(self, message: bytes, body_offset: int, count: int) -> None:
+    def __init__(
+        self, message: bytes, body_offset: int, count: int, id_offset: int | None = None
+    ) -> None:
         self.data = bytearray(message * count)
         self.offsets = [body_offset + i * len(message) for i in range(count)]
+        # Messages with their own message_id: where each one's ID_DIGITS digits are.
+        self.id_offsets = (
+            [] if id_offset is None else [id_offset + i * len(message) for i in range(count)]
+        )
 
-    def stamp(self, now_ns: int) -> bytearray:
+    def stamp(self, now_ns: int, first_id: int = 0) -> bytearray:
         pack_into = TIMESTAMP.pack_into
         data = self.data
         for offset in self.offsets:
             pack_into(data, offset, now_ns)
+        for number, offset in enumerate(self.id_offsets, first_id):
+            data[offset : offset + ID_DIGITS] = b"%0*d" % (ID_DIGITS, number)
         return data
+
+
+# Fixed-width message ids, so every publish has the same size.
+ID_DIGITS = 16
+ID_TEMPLATE = "0" * ID_DIGITS
+
+
+def message_id_offset(message: bytes, body_offset: int) -> int:
+    """Where the digits of an ID_TEMPLATE message_id sit in an encoded publish."""
+    offset = message.rfind(ID_TEMPLATE.encode(), 0, body_offset)
+    if offset < 0:
+        raise ValueError("no message_id in this publish")
+    return offset
 
 
 def encode_ack(channel: int, delivery_tag: int) -> bytes:

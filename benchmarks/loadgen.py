@@ -32,6 +32,7 @@ from .amqpraw import (
     FRAME_HEADER,
     FRAME_METHOD,
     FRAME_OVERHEAD,
+    ID_TEMPLATE,
     METHOD_ACK,
     METHOD_DELIVER,
     METHOD_ID,
@@ -44,6 +45,7 @@ from .amqpraw import (
     StampedBatch,
     encode_ack,
     encode_message,
+    message_id_offset,
 )
 from .sysstat import CpuSnapshot
 
@@ -69,6 +71,9 @@ class PublisherSpec:
     rate: float | None  # messages per second; None = as fast as the broker takes them
     time_limit_s: float
     stall_s: float
+    # Every message with its own message_id property (as most applications send them),
+    # not one publish repeated byte for byte up to the body.
+    distinct: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,10 +114,17 @@ def _publish(spec: PublisherSpec, ready: Event, go: Event) -> dict[str, object]:
             conn.call(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
         payload = bytes(TIMESTAMP.size) + b"x" * (spec.body_size - TIMESTAMP.size)
         message, body_offset = encode_message(
-            conn, 1, spec.exchange, spec.routing_key, payload, spec.persistent
+            conn,
+            1,
+            spec.exchange,
+            spec.routing_key,
+            payload,
+            spec.persistent,
+            ID_TEMPLATE if spec.distinct else None,
         )
+        id_offset = message_id_offset(message, body_offset) if spec.distinct else None
         batch = 1 if spec.rate else max(1, min(MAX_BATCH, BATCH_BYTES // len(message)))
-        full = StampedBatch(message, body_offset, batch)
+        full = StampedBatch(message, body_offset, batch, id_offset)
         ready.set()
         if not go.wait(GO_TIMEOUT_S):
             raise TimeoutError("no go from the harness")
@@ -131,8 +143,8 @@ def _publish(spec: PublisherSpec, ready: Event, go: Event) -> dict[str, object]:
                 if wait_ns > 0:
                     time.sleep(wait_ns / 1e9)
             k = min(batch, spec.count - sent)
-            chunk = full if k == batch else StampedBatch(message, body_offset, k)
-            conn.send(chunk.stamp(time.monotonic_ns()))
+            chunk = full if k == batch else StampedBatch(message, body_offset, k, id_offset)
+            conn.send(chunk.stamp(time.monotonic_ns(), sent))
             sent += k
             if tracker is not None:
                 tracker.drain(block=False)

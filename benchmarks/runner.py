@@ -171,6 +171,7 @@ def _run_clients(
         rate=scenario.rate,
         time_limit_s=time_limit_s,
         stall_s=STALL_S,
+        distinct=scenario.distinct,
     )
     processes: list[BaseProcess] = []
     try:
