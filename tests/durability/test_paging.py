@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -22,6 +23,7 @@ from amqpbroker.server import pager as pager_module
 from amqpbroker.store import MessageRecord, StoreError
 
 WINDOW = 100
+DEAD_LETTER_TO_DEAD = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"}
 
 
 @pytest.fixture
@@ -65,11 +67,16 @@ def _queue_state(broker: amqpbroker.Broker, name: str = "long") -> tuple[str, in
 
 
 def _drain(channel, queue: str = "long", limit: int = 10_000) -> list[bytes]:
+    return [body for _props, body in _drain_messages(channel, queue, limit)]
+
+
+def _drain_messages(channel, queue: str = "long", limit: int = 10_000) -> list[tuple[Any, bytes]]:
+    """Consume and ack until the queue stays empty for 2 s: (properties, body) pairs."""
     got = []
-    for method, _props, body in channel.consume(queue, inactivity_timeout=2):
+    for method, props, body in channel.consume(queue, inactivity_timeout=2):
         if method is None:
             break
-        got.append(body)
+        got.append((props, body))
         channel.basic_ack(method.delivery_tag)
         if len(got) >= limit:
             break
@@ -230,11 +237,7 @@ def test_paged_ttl_queue_expires_and_dead_letters_the_messages_on_disk_too(
     connection, channel = _confirmed_channel(broker)
     try:
         _dead_letter_queue(channel)
-        args = {
-            "x-message-ttl": 300,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": "dead",
-        }
+        args = {"x-message-ttl": 300, **DEAD_LETTER_TO_DEAD}
         channel.queue_declare("long", durable=True, arguments=args)
         bodies = [b"t%04d" % i for i in range(350)]
         _publish_confirmed(channel, "long", bodies)
@@ -244,17 +247,9 @@ def test_paged_ttl_queue_expires_and_dead_letters_the_messages_on_disk_too(
         # and expires in turn, in order, every one dead-lettered.
         assert _wait_for_count(channel, "dead", 350) == 350
         assert _count(channel, "long") == 0
-        dead = []
-        for method, props, body in channel.consume("dead", inactivity_timeout=2):
-            if method is None:
-                break
-            assert props.headers["x-death"][0]["reason"] == "expired"
-            dead.append(body)
-            channel.basic_ack(method.delivery_tag)
-            if len(dead) == 350:
-                break
-        channel.cancel()
-        assert dead == bodies
+        dead = _drain_messages(channel, "dead")
+        assert [body for _props, body in dead] == bodies
+        assert {props.headers["x-death"][0]["reason"] for props, _body in dead} == {"expired"}
     finally:
         connection.close()
 
@@ -265,11 +260,7 @@ def test_paged_drop_head_queue_keeps_the_newest_and_dead_letters_the_rest(
     connection, channel = _confirmed_channel(broker)
     try:
         _dead_letter_queue(channel)
-        args = {
-            "x-max-length": 250,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": "dead",
-        }
+        args = {"x-max-length": 250, **DEAD_LETTER_TO_DEAD}
         channel.queue_declare("long", durable=True, arguments=args)
         bodies = [b"d%04d" % i for i in range(400)]
         _publish_confirmed(channel, "long", bodies)
@@ -371,15 +362,10 @@ def test_paged_quorum_queue_returns_a_message_to_the_back(broker: amqpbroker.Bro
         method, _props, body = channel.basic_get("long")
         assert body == bodies[0]
         channel.basic_nack(method.delivery_tag, requeue=True)
-        got = []
-        for method, props, body in channel.consume("long", inactivity_timeout=2):
-            if method is None:
-                break
-            got.append((body, props.headers.get("x-delivery-count") if props.headers else None))
-            channel.basic_ack(method.delivery_tag)
-            if len(got) == 300:
-                break
-        channel.cancel()
+        got = [
+            (body, (props.headers or {}).get("x-delivery-count"))
+            for props, body in _drain_messages(channel)
+        ]
         # Returned to the back of the queue, behind the 299 on disk, counted.
         assert got == [(b, None) for b in bodies[1:]] + [(bodies[0], 1)]
     finally:
