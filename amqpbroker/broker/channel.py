@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .. import errors
 from ..protocol import frames
 from .consumer import Consumer
-from .message import QueuedMessage
+from .message import Message, QueuedMessage
 from .queue import Queue
 
 if TYPE_CHECKING:
@@ -103,17 +103,31 @@ class Channel:
 
     # -------------------------------------------------------------- delivery
 
-    def deliver(self, consumer: Consumer, queue: Queue, qm: QueuedMessage) -> None:
+    def deliver(
+        self,
+        consumer: Consumer,
+        queue: Queue,
+        qm: QueuedMessage | None,
+        message: Message | None = None,
+    ) -> None:
+        """Deliver ``qm`` to ``consumer``; or, with ``qm`` None, ``message`` -- just
+        published, not stored -- to a no-ack consumer (Queue.publish: nothing would
+        keep a QueuedMessage made for it)."""
         tag = self.next_tag
         self.next_tag = tag + 1
-        if not consumer.no_ack:
-            self.unacked[tag] = (queue, qm, consumer)
-            consumer.unacked += 1
-            self.consumer_unacked += 1
-            queue.unacked += 1
-        elif qm.persisted:
-            queue.settled(qm)
-        message = qm.message
+        if qm is not None:
+            message = qm.message
+            redelivered = qm.redelivered
+            if not consumer.no_ack:
+                self.unacked[tag] = (queue, qm, consumer)
+                consumer.unacked += 1
+                self.consumer_unacked += 1
+                queue.unacked += 1
+            elif qm.persisted:
+                queue.settled(qm)
+        else:
+            assert message is not None and consumer.no_ack
+            redelivered = False
         session = self.session
         content = message.content
         if content is not None and message.content_channel == self.content_number:
@@ -127,7 +141,7 @@ class Channel:
             data = b"".join(
                 (
                     consumer.deliver_start,
-                    _pack_delivery_tag(tag, qm.redelivered),
+                    _pack_delivery_tag(tag, redelivered),
                     consumer.deliver_pair,
                     content,
                 )
@@ -137,7 +151,7 @@ class Channel:
                 self.number,
                 consumer.tag,
                 tag,
-                qm.redelivered,
+                redelivered,
                 message.exchange,
                 message.routing_key,
                 message.header,

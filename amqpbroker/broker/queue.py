@@ -120,19 +120,24 @@ class Queue:
             return self.publish(message)
         seq = self.next_seq
         self.next_seq = seq + 1
-        qm = QueuedMessage(seq, message)
         stored = False
         store = self.store
         if store is not None and message.persistent:
             self._store(store, seq, message)
-            qm.persisted = stored = True
+            stored = True
         if not self.ready and self.consumers:
-            # Fast path: hand it straight to a consumer with room.
+            # Fast path: hand it straight to a consumer with room (a no-ack one
+            # needs no QueuedMessage: nothing would keep it).
             consumer = self._next_consumer()
             if consumer is not None:
-                consumer.channel.deliver(consumer, self, qm)
+                if consumer.no_ack and not stored:
+                    consumer.channel.deliver(consumer, self, None, message)
+                else:
+                    consumer.channel.deliver(
+                        consumer, self, QueuedMessage(seq, message, False, stored)
+                    )
                 return stored
-        self.ready.append(qm)
+        self.ready.append(QueuedMessage(seq, message, False, stored))
         return stored
 
     def _store(self, store: Store, seq: int, message: Message) -> None:
