@@ -91,6 +91,8 @@ class Session:
         # The last header payload object that passed them (FrameReader.next_publish
         # hands out the same object while a publisher repeats its header bytes).
         self.checked_header = b""
+        # What another header must share with them to pass too (methods._property_shape).
+        self.checked_shape: methods.PropertyShape | None = None
         # The last basic.publish method payload object and its decoded fields.
         self.last_publish = b""
         self.last_publish_fields: tuple[str, str, bool, bool] = ("", "", False, False)

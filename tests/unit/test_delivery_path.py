@@ -5,6 +5,7 @@ general encoder builds."""
 
 from __future__ import annotations
 
+import datetime
 import struct
 
 import pytest
@@ -280,3 +281,83 @@ def test_a_burst_to_a_missing_exchange_closes_the_channel_once() -> None:
     )
     assert out == frames.encode_method(1, close)
     assert consumer.proto.take_output() == b""  # the publish after it was dropped too
+
+
+def _props_header(body: bytes, **properties: object) -> bytes:
+    from pamqp import frame as pamqp_frame
+    from pamqp import header as pamqp_header
+
+    encoded = pamqp_frame.marshal(
+        pamqp_header.ContentHeader(0, len(body), commands.Basic.Properties(**properties)), 1
+    )
+    return encoded[7:-1]
+
+
+def _when(second: int) -> datetime.datetime:
+    return datetime.datetime(2026, 11, 30, 0, 0, second, tzinfo=datetime.UTC)
+
+
+def test_headers_of_one_shape_are_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amqpbroker.protocol import properties
+
+    _broker, publisher, consumer = _burst_setup()
+    scans: list[bytes] = []
+    scan = properties.scan_properties
+
+    def counting_scan(header: bytes) -> properties.PropertyView:
+        scans.append(header)
+        return scan(header)
+
+    monkeypatch.setattr(properties, "scan_properties", counting_scan)
+    bodies = [b"%02d" % i for i in range(10)]
+    # Same layout, different message ids and timestamps: one scan.
+    publisher.receive_data(
+        b"".join(
+            _publish(
+                1, "k", _props_header(body, message_id=f"id-{i:04d}", timestamp=_when(i)), body
+            )
+            for i, body in enumerate(bodies)
+        )
+    )
+    assert len(scans) == 1
+    assert [body for _tag, body in _deliveries(consumer.proto.take_output())] == bodies
+    # Another string length: scanned again.
+    publisher.receive_data(_publish(1, "k", _props_header(b"xx", message_id="id-12345"), b"xx"))
+    assert len(scans) == 2
+    assert not publisher.proto.closing
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "reply_code"),
+    [
+        ({"user_id": "guest"}, {"user_id": "bobby"}, 406),
+        ({"expiration": "1000"}, {"expiration": "ab12"}, 406),
+        ({"headers": {"a": 1}}, {"headers": {"a": 2}}, None),  # a valid one: passes
+    ],
+)
+def test_value_checked_properties_are_checked_every_time(
+    good: dict[str, object], bad: dict[str, object], reply_code: int | None
+) -> None:
+    _broker, publisher, consumer = _burst_setup()
+    first = _props_header(b"xx", **good)
+    second = _props_header(b"xx", **bad)
+    assert len(first) == len(second)
+    publisher.receive_data(_publish(1, "k", first, b"xx") + _publish(1, "k", second, b"yy"))
+    out = publisher.proto.take_output()
+    delivered = [body for _tag, body in _deliveries(consumer.proto.take_output())]
+    if reply_code is None:
+        assert out == b"" and delivered == [b"xx", b"yy"]
+    else:
+        assert delivered == [b"xx"]
+        assert out.startswith(struct.pack(">BHIHHH", 1, 1, len(out) - 8, 20, 40, reply_code))
+
+
+def test_a_malformed_header_of_the_same_length_is_refused() -> None:
+    _broker, publisher, consumer = _burst_setup()
+    good = _props_header(b"xx", message_id="abcd", app_id="ef")
+    # The message_id's length octet says 5: the layout no longer adds up.
+    bad = good[:14] + b"\x05" + good[15:]
+    publisher.receive_data(_publish(1, "k", good, b"xx") + _publish(1, "k", bad, b"yy"))
+    assert [body for _tag, body in _deliveries(consumer.proto.take_output())] == [b"xx"]
+    out = publisher.proto.take_output()
+    assert struct.unpack_from(">HHH", out, 7) == (10, 50, 541)  # connection.close
