@@ -199,11 +199,14 @@ class FrameReader:
     __slots__ = (
         "_buf",
         "_last_body",
+        "_last_body_head",
         "_last_channel",
+        "_last_head",
         "_last_header",
         "_last_method",
         "_last_prefix",
         "_pos",
+        "_repeatable",
         "frame_max",
     )
 
@@ -216,6 +219,12 @@ class FrameReader:
         # mostly repeats them byte for byte, and bytes equal to checked ones need no
         # second check.
         self._last_prefix: bytes | None = None
+        # Its bytes up to the header's properties, and its body frame's end octet and
+        # header (both inside _last_prefix); whether the publish just taken has the
+        # bytes of _last_prefix (next_repeats looks for more of them).
+        self._last_head = b""
+        self._last_body_head = b""
+        self._repeatable = False
         self._last_channel = 0
         self._last_method = b""
         self._last_header = b""
@@ -320,12 +329,39 @@ class FrameReader:
                 and not (frame_max and frame_max < _COPY_ONCE_ABOVE)
             ):
                 self._pos = bend + 1
+                self._repeatable = True
                 last_method = self._last_method
                 return (
                     self._last_channel,
                     last_method,
                     self._last_header,
                     buf[pos + len(last_method) + 8 : bend + 1],
+                )
+        elif prefix is not None and buf.startswith(self._last_head, pos) and type(buf) is bytes:
+            # The same up to the header's properties (publishes that differ in a
+            # message_id, say): the method frame, the header frame's size and the
+            # body size were checked; the flag bits and the body frame are not yet.
+            frame_max = self.frame_max
+            size = self._last_body
+            last_method = self._last_method
+            hstart = pos + len(last_method) + 15
+            hend = hstart + len(self._last_header)
+            bend = hend + 8 + size
+            if (
+                len(buf) > bend
+                and buf[bend] == FRAME_END
+                and not buf[hstart + 13] & 0x03
+                and buf.startswith(self._last_body_head, hend)
+                and size <= max_body
+                and not (frame_max and frame_max < _COPY_ONCE_ABOVE)
+            ):
+                self._pos = bend + 1
+                self._repeatable = False
+                return (
+                    self._last_channel,
+                    last_method,
+                    buf[hstart:hend],
+                    buf[hstart - 7 : bend + 1],
                 )
         # Smallest publish: method payload 9 (ids, ticket, two empty names, bits),
         # header payload 14, body 1, plus 3 x 8 bytes of frame overhead.
@@ -380,6 +416,9 @@ class FrameReader:
                 bytes(buf[mend + 1 : bend + 1]),
             )
         self._last_prefix = buf[pos:bstart]
+        self._last_head = buf[pos : hstart + 12]
+        self._last_body_head = buf[hend:bstart]
+        self._repeatable = True
         self._last_channel = channel
         method = self._last_method = buf[pos + 7 : mend]
         header = self._last_header = buf[hstart:hend]
@@ -398,6 +437,7 @@ class FrameReader:
         size = self._last_body
         if (
             prefix is None
+            or not self._repeatable
             or type(buf) is not bytes
             or size > max_body
             or (frame_max and frame_max < _COPY_ONCE_ABOVE)

@@ -659,6 +659,60 @@ def test_next_publish_repeated_bytes_are_checked_as_the_first() -> None:
             pass
 
 
+def _with_id(body: bytes, message_id: bytes, flags: int = 0x0080) -> bytes:
+    header_payload = struct.pack(">HHQH", 60, 0, len(body), flags) + b"\x04" + message_id
+    return _frame(1, 1, _PUBLISH) + _frame(2, 1, header_payload) + _frame(3, 1, body)
+
+
+def test_next_publish_same_up_to_the_properties() -> None:
+    # Publishes that differ only in a property value (a message_id) take the path
+    # that checks the flag bits and the body frame.
+    reader = frames.FrameReader()
+    reader.feed(_with_id(b"hello", b"id-1") + _with_id(b"HELLO", b"id-2"))
+    first = reader.next_publish(1000)
+    second = reader.next_publish(1000)
+    assert first is not None and second is not None
+    assert second[1] is first[1]  # the same method payload object
+    header = struct.pack(">HHQH", 60, 0, 5, 0x0080) + b"\x04id-2"
+    assert second == (1, _PUBLISH, header, _frame(2, 1, header) + _frame(3, 1, b"HELLO"))
+    assert reader.next_repeats(1000) == []  # not equal to the first up to the body
+
+
+def _split_body(data: bytes) -> bytes:
+    return data[: -len(_frame(3, 1, b"hello"))] + _frame(3, 1, b"hel")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _with_id(b"hello", b"id-3", flags=0x0081),  # low flag bits
+        _with_id(b"hello!", b"id-4"),  # another body size: valid, the general path
+        _split_body(_with_id(b"hello", b"id-5")),  # body frame shorter than declared
+        _with_id(b"hello", b"id-6")[:-1],  # incomplete
+        _with_id(b"hello", b"id-7")[:-1] + b"\x00",  # bad frame end
+        _with_id(b"hello", b"id-8") + _with_id(b"hello", b"id-8"),
+    ],
+)
+def test_next_publish_fast_paths_agree_with_the_general_one(data: bytes) -> None:
+    primed = frames.FrameReader()
+    primed.feed(_with_id(b"hello", b"id-0"))
+    assert primed.next_publish(1000) is not None
+    primed.feed(data)
+    fresh = frames.FrameReader()
+    fresh.feed(data)
+    assert _publishes(primed) == _publishes(fresh)
+    assert primed.buffered == fresh.buffered
+
+
+def _publishes(reader: frames.FrameReader) -> list[tuple[int, bytes, bytes, bytes]]:
+    """Every publish the fast paths take, repeats included, as separate entries."""
+    taken = []
+    while (got := reader.next_publish(1000)) is not None:
+        taken.append(got)
+        taken += [(*got[:3], content) for content in reader.next_repeats(1000)]
+    return taken
+
+
 def test_next_repeats_takes_the_whole_publishes_equal_up_to_the_body() -> None:
     reader = frames.FrameReader()
     other = _publish(b"hello", method=_PUBLISH[:-1] + b"\x01")  # mandatory: not equal
