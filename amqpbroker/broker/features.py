@@ -331,8 +331,12 @@ class FeatureQueue(Queue):
         while (max_length is not None and self.message_count > max_length) or (
             max_bytes is not None and self.ext.ready_bytes + self.tail_bytes() > max_bytes
         ):
-            if not ready and not self._fill_head_now():
-                break
+            if not ready:
+                # A paged queue reads its next messages in (which may itself drop
+                # some: look again before dropping another).
+                if not self._fill_head_now():
+                    break
+                continue
             self._discard(self._pop(), MAXLEN)
 
     def _discard(self, qm: FeatureMessage, reason: str) -> None:

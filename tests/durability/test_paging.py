@@ -237,7 +237,9 @@ def test_paged_ttl_queue_expires_and_dead_letters_the_messages_on_disk_too(
     connection, channel = _confirmed_channel(broker)
     try:
         _dead_letter_queue(channel)
-        args = {"x-message-ttl": 300, **DEAD_LETTER_TO_DEAD}
+        # Long enough for all 350 to be published (confirmed) before the first expires,
+        # on a busy machine too.
+        args = {"x-message-ttl": 2000, **DEAD_LETTER_TO_DEAD}
         channel.queue_declare("long", durable=True, arguments=args)
         bodies = [b"t%04d" % i for i in range(350)]
         _publish_confirmed(channel, "long", bodies)
