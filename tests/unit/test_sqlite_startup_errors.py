@@ -394,3 +394,18 @@ def test_open_store_picks_the_implementation(tmp_path: Path) -> None:
     assert default_data_dir().name == "amqpbroker"
     with pytest.raises(StoreError, match="invalid sync mode"):
         open_store(str(tmp_path), "sometimes")
+
+
+def test_store_check_flag_reaches_the_store(tmp_path: Path) -> None:
+    from amqpbroker import cli
+    from amqpbroker.broker.broker import Broker
+
+    args = cli.build_parser().parse_args(["--data-dir", str(tmp_path), "--store-check", "full"])
+    broker = Broker.open(cli.settings_from_args(args))
+    try:
+        assert isinstance(broker.store, SQLiteStore)
+        assert broker.store.check == "full"
+    finally:
+        broker.close()
+    default = cli.build_parser().parse_args(["--data-dir", str(tmp_path)])
+    assert cli.settings_from_args(default).store_check == "auto"
