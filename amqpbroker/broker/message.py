@@ -70,7 +70,13 @@ class Message:
 
     @property
     def persistent(self) -> bool:
-        return self.properties.delivery_mode == 2
+        view = self._view
+        if view is None:
+            try:
+                return props.delivery_mode(self.header) == 2
+            except IndexError:
+                view = self.properties  # raises the malformed-header error
+        return view.delivery_mode == 2
 
     @property
     def headers(self) -> dict[str, Any] | None:

@@ -524,6 +524,25 @@ def _str_end(payload: bytes, pos: int, end: int) -> int:
     return stop
 
 
+def delivery_mode(header_payload: bytes) -> int | None:
+    """The delivery_mode property alone (None when absent), without a full scan:
+    every publish to a durable queue asks for it (persistent or not), and it comes
+    right after the first three properties.  For a header that passed the publish
+    checks; a truncated one raises IndexError."""
+    p = header_payload
+    high = p[12]  # high byte of the property flags
+    if not high & (_DELIVERY_MODE >> 8):
+        return None
+    pos = 14
+    if high & (_CONTENT_TYPE >> 8):
+        pos += 1 + p[pos]
+    if high & (_CONTENT_ENCODING >> 8):
+        pos += 1 + p[pos]
+    if high & (_HEADERS >> 8):
+        pos += 4 + int.from_bytes(p[pos : pos + 4], "big")
+    return p[pos]
+
+
 def scan_properties(header_payload: bytes) -> PropertyView:
     """Read delivery_mode, priority, expiration, user_id, reply_to and where the
     headers table lies, skipping every other property by its length.

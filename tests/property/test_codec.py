@@ -492,6 +492,14 @@ def _pamqp_decode_header(payload: bytes) -> header.ContentHeader:
     return h
 
 
+@given(basic_properties(), u64)
+def test_delivery_mode_shortcut_agrees_with_the_full_scan(
+    props: commands.Basic.Properties, size: int
+) -> None:
+    payload = _pamqp_header(props, size)
+    assert properties.delivery_mode(payload) == properties.scan_properties(payload).delivery_mode
+
+
 @SLOW
 @given(basic_properties(), u64)
 def test_scan_properties_agrees_with_pamqp(props: commands.Basic.Properties, size: int) -> None:
