@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import __version__, cli_security
+from .broker import queue as queue_module
 from .broker.broker import Broker
 from .config import DEFAULT_CONSUMER_TIMEOUT, DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, Settings
 from .server.server import Server
@@ -106,6 +107,16 @@ def _milliseconds(value: str) -> int:
     return number
 
 
+def _window(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid message count {value!r}") from None
+    if number < 2:
+        raise argparse.ArgumentTypeError(f"a paging window of {number} is below 2 messages")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="amqpbroker", description="An AMQP 0-9-1 broker for RabbitMQ clients.")
     parser.add_argument("--version", action="version", version=f"amqpbroker {__version__}")
@@ -131,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("full", "normal", "off"),
         default="full",
         help="fsync policy of the data store (full)",
+    )
+    parser.add_argument(
+        "--paging-window",
+        type=_window,
+        default=queue_module.PAGE_OUT_AT,
+        metavar="N",
+        help="ready messages a durable queue keeps in memory; the rest of a longer queue"
+        f" lives only on disk ({queue_module.PAGE_OUT_AT})",
     )
     parser.add_argument(
         "--store-check",
@@ -305,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         return ctl_main(argv[1:])
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
+    # Process-wide (read on every publish, so a module constant): this process is
+    # the one broker it was started for.
+    queue_module.PAGE_OUT_AT = args.paging_window
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -16,7 +16,9 @@ and the queue is drained. The rules:
   does know: no message whose tx.commit-ok arrived may come back.
 
 Each seed picks the sync mode (all three survive a process crash: every commit is written
-to the OS before the confirm), the ack style, the prefetch and the moment of the kill.
+to the OS before the confirm), the ack style, the prefetch, the moment of the kill, and
+whether the queue keeps only 64 ready messages in memory (``--paging-window``: the rest of
+the backlog is then on disk only, paged in as the consumer drains it).
 The suite runs a few seeds; to loop it locally:
 
     AMQPBROKER_CRASH_RUNS=20 pytest tests/durability/test_crash.py -q
@@ -39,9 +41,14 @@ RUNS = int(os.environ.get("AMQPBROKER_CRASH_RUNS", "4"))
 FIRST_SEED = int(os.environ.get("AMQPBROKER_CRASH_SEED", "0"))
 SYNC_MODES = ("full", "normal", "off")
 QUEUE = "crash"
+PAGING_WINDOW = 64
 # Upper bound on the traffic before the kill, and on a thread's exit after it.
 TRAFFIC_DEADLINE = 3.0
 JOIN_TIMEOUT = 10.0
+
+
+def broker_args(seed: int) -> tuple[str, ...]:
+    return ("--paging-window", str(PAGING_WINDOW)) if (seed // 3) % 2 else ()
 
 
 def run_until_killed(
@@ -49,7 +56,7 @@ def run_until_killed(
 ) -> tuple[Publisher, Consumer, str]:
     rng = random.Random(seed)
     sync = SYNC_MODES[seed % 3]
-    broker = brokers.start(data, sync)
+    broker = brokers.start(data, sync, *broker_args(seed))
     with rawflow.connect(broker.port) as client:
         rawflow.declare_durable(client, QUEUE)
     publisher = Publisher(broker.port, QUEUE, random.Random(rng.random()))
@@ -90,13 +97,14 @@ def test_crash_loses_no_confirmed_message(
     assert publisher.confirmed, "no traffic before the kill"
     assert not publisher.nacked
 
-    restarted = brokers.start(data, sync)
+    restarted = brokers.start(data, sync, *broker_args(seed))
     recovered = [(index_of(d.body), d.redelivered) for d in rawflow.drain(restarted.port, QUEUE)]
     indexes = [index for index, _ in recovered]
     present = set(indexes)
     acks_sent = set(consumer.acks_sent)
     summary = (
-        f"seed {seed} sync={sync} tx={consumer.tx} prefetch={consumer.prefetch}:"
+        f"seed {seed} sync={sync} tx={consumer.tx} prefetch={consumer.prefetch}"
+        f" paged={bool(broker_args(seed))}:"
         f" published {publisher.published}, confirmed {len(publisher.confirmed)},"
         f" received {len(consumer.received)}, acks sent {len(acks_sent)},"
         f" committed acks {len(consumer.acked)}, requeued {consumer.requeued},"
