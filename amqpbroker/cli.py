@@ -22,6 +22,7 @@ import trio
 from . import __version__, cli_security
 from .broker import queue as queue_module
 from .broker.broker import Broker
+from .cli_security import port_number
 from .config import DEFAULT_CONSUMER_TIMEOUT, DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, Settings
 from .server.server import Server
 from .store import StoreError
@@ -87,16 +88,6 @@ async def start_management(
     return port
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
-    return port
-
-
 def _milliseconds(value: str) -> int:
     try:
         number = int(value)
@@ -123,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument(
         "--port",
-        type=_port,
+        type=port_number,
         default=DEFAULT_PORT,
         help=f"AMQP port ({DEFAULT_PORT}); 0 picks a free port",
     )
@@ -189,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--management-port",
-        type=_port,
+        type=port_number,
         default=None,
         help=f"management HTTP API port ({DEFAULT_MANAGEMENT_PORT}, skipped with a warning "
         "when in use); 0 picks a free port",

@@ -25,11 +25,15 @@ def _count(value: str) -> int:
     return number
 
 
-def _port(value: str) -> int:
-    number = _count(value)
-    if number > 65535:
-        raise argparse.ArgumentTypeError(f"port {number} is out of range 0-65535")
-    return number
+def port_number(value: str) -> int:
+    """An argparse type for the port flags (--port, --management-port, --tls-port)."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
+    return port
 
 
 def _readable(value: str) -> str:
@@ -48,7 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     tls = parser.add_argument_group("TLS (amqps)")
     tls.add_argument(
-        "--tls-port", type=_port, default=None, help="amqps port (off by default; 0: a free one)"
+        "--tls-port",
+        type=port_number,
+        default=None,
+        help="amqps port (off by default; 0: a free one)",
     )
     tls.add_argument("--tls-cert", type=_readable, help="certificate chain file (PEM)")
     tls.add_argument("--tls-key", type=_readable, help="private key file (PEM)")
