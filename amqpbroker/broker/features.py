@@ -131,7 +131,7 @@ class FeatureMessage(QueuedMessage):
         return self.original or self.message
 
 
-def _featured(qm: QueuedMessage) -> FeatureMessage:
+def featured(qm: QueuedMessage) -> FeatureMessage:
     if isinstance(qm, FeatureMessage):
         return qm
     return FeatureMessage(qm.seq, qm.message, qm.redelivered, qm.persisted)
@@ -180,7 +180,7 @@ def enable_features(queue: Queue, host: VirtualHost, options: QueueOptions) -> N
     maximum = options.max_priority
     ready = FifoReady() if maximum is None else PriorityReady(maximum)
     for qm in queue.ready:
-        ready.append(_featured(qm))
+        ready.append(featured(qm))
         state.ready_bytes += len(qm.message.body)
     queue.ready = ready  # type: ignore[assignment]
     if queue.consumers and options.single_active:
@@ -481,7 +481,7 @@ class FeatureQueue(Queue):
         else:
             ready = self.ready
             for qm in sorted(messages, key=_seq, reverse=True):
-                fm = _featured(qm)
+                fm = featured(qm)
                 fm.redelivered = True
                 ready.reinsert(fm)
                 self.ext.ready_bytes += len(fm.message.body)
@@ -492,7 +492,7 @@ class FeatureQueue(Queue):
         limit = self.ext.options.delivery_limit
         store = self.store
         for qm in messages:
-            fm = _featured(qm)
+            fm = featured(qm)
             fm.deliveries += 1
             if limit is not None and fm.deliveries > limit:
                 self._discard(fm, DELIVERY_LIMIT)
@@ -517,7 +517,7 @@ class FeatureQueue(Queue):
         self.dispatch()
 
     def rejected(self, qm: QueuedMessage) -> None:
-        fm = _featured(qm)
+        fm = featured(qm)
         if fm.persisted:
             self.settled(fm)
         self._dead_letter(fm.published, REJECTED)

@@ -37,13 +37,11 @@ from typing import ClassVar, cast
 
 from ..store.base import MessageRecord
 from . import queue as _queue
-from .features import FeatureMessage, FeatureQueue, enable_features
+from .features import FeatureMessage, FeatureQueue, enable_features, featured
 from .message import Message, QueuedMessage
 from .queue import Queue
-from .queue_args import DROP_HEAD, QueueOptions
+from .queue_args import DROP_HEAD, PLAIN
 from .ready import FifoReady
-
-_PLAIN = QueueOptions()
 
 
 def page_in_below() -> int:
@@ -162,7 +160,7 @@ class Paging(Queue):
         return qm
 
     def purge(self) -> int:
-        count = len(self.ready) + self.tail.count
+        count = self.message_count
         if self.tail.count and self.store is not None:
             # Everything stored from the tail's first seq on is tail (lower seqs are
             # the head or unacked); unacked messages stay stored.
@@ -266,7 +264,7 @@ class Paging(Queue):
 
     def _gain_features(self) -> None:
         assert self.host is not None
-        enable_features(self, self.host, _PLAIN)
+        enable_features(self, self.host, PLAIN)
 
 
 class PagedQueue(Paging):
@@ -308,7 +306,7 @@ class PagedFeatureQueue(Paging, FeatureQueue):
         # Published before the queue gained features (per-message TTL): converted
         # as they reach the head.
         for qm in moved:
-            self._push(_as_feature(qm))
+            self._push(featured(qm))
 
     def _drop_over_limit(self) -> None:
         FeatureQueue._drop_over_limit(self)
@@ -333,12 +331,6 @@ class PagedFeatureQueue(Paging, FeatureQueue):
 
     def _gain_features(self) -> None:
         pass
-
-
-def _as_feature(qm: QueuedMessage) -> FeatureMessage:
-    if isinstance(qm, FeatureMessage):
-        return qm
-    return FeatureMessage(qm.seq, qm.message, qm.redelivered, qm.persisted)
 
 
 def pageable(queue: Queue) -> bool:

@@ -16,7 +16,7 @@ from .features import enable_features, message_ttl
 from .message import Message
 from .paging import PagedQueue
 from .queue import Queue
-from .queue_args import QueueOptions
+from .queue_args import PLAIN
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 # headers (0x20), reply_to (0x02) and expiration (0x01), in the high byte of the
 # property flags (offset 12 of the content-header payload).
 SPECIAL_FLAGS = 0x23
-_PLAIN = QueueOptions()
 
 
 def route(
@@ -47,5 +46,5 @@ def route(
         # Per-message TTL needs the queue features; a plain queue gains them here.
         for queue in queues:
             if type(queue) is Queue or type(queue) is PagedQueue:
-                enable_features(queue, vhost, _PLAIN)
+                enable_features(queue, vhost, PLAIN)
     return queues, message

@@ -106,14 +106,16 @@ class QueueOptions:
 
     @property
     def needs_features(self) -> bool:
-        return self != _PLAIN
+        return self != PLAIN
 
     @property
     def limited(self) -> bool:
         return self.max_length is not None or self.max_length_bytes is not None
 
 
-_PLAIN = QueueOptions()
+# No features: what a queue declared without arguments has, and what a plain queue
+# gains when a message with its own TTL reaches it (features.enable_features).
+PLAIN = QueueOptions()
 
 
 def queue_type_of(arguments: dict[str, Any]) -> str:
@@ -129,7 +131,7 @@ def options_from(arguments: dict[str, Any]) -> QueueOptions:
     ``x-delivery-limit`` it cannot read.
     """
     if not arguments:
-        return _PLAIN
+        return PLAIN
     queue_type = queue_type_of(arguments)
     dlx = arguments.get("x-dead-letter-exchange")
     dlrk = arguments.get("x-dead-letter-routing-key")

@@ -18,7 +18,7 @@ from .features import FeatureQueue, enable_features, make_queue
 from .message import Message
 from .paging import pageable, resume_paged
 from .queue import Queue
-from .queue_args import options_from
+from .queue_args import PLAIN, options_from
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -93,7 +93,7 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
                 message = Message(rec.exchange, rec.routing_key, rec.header, rec.body)
                 redelivered = rec.redelivered or unclean
                 if rec.expires and type(queue) is Queue:
-                    enable_features(queue, vhost, options_from({}))  # per-message TTL
+                    enable_features(queue, vhost, PLAIN)  # per-message TTL
                 queue.restore(rec, message, redelivered)
                 loaded_bytes += len(rec.body)
             stats.messages += len(records)
