@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
-from ..protocol import frames
+from ..protocol import method_codec
 
 if TYPE_CHECKING:
     from .session import Session
@@ -59,7 +59,7 @@ class Alarms:
             for session in list(self._sessions):
                 if session.told_blocked:
                     session.told_blocked = False
-                    session.send(frames.encode_method(0, commands.Connection.Unblocked()))
+                    session.send(method_codec.encode_method(0, commands.Connection.Unblocked()))
             self.on_change(False)
 
     def notify_blocked(self, session: Session) -> None:
@@ -69,5 +69,7 @@ class Alarms:
         session.told_blocked = True
         reason = REASONS.get(min(self.raised), "low on resources")
         session.send(
-            frames.encode_method(0, frames.make_method(commands.Connection.Blocked, reason=reason))
+            method_codec.encode_method(
+                0, method_codec.make_method(commands.Connection.Blocked, reason=reason)
+            )
         )

@@ -4,7 +4,7 @@ RabbitMQ names field values by their AMQP type in its ``inequivalent arg`` texts
 when one side is missing ("received the value '2000' of type 'signedint' but current
 is none"), and shows bare values when both are there ("received '3000' but current
 is '2000'"; checked against RabbitMQ 3.10).  Values decoded from the wire remember
-their type (protocol.properties); for plain Python values the type is inferred the
+their type (protocol.tables); for plain Python values the type is inferred the
 way pika and aio-pika encode them (ints that fit 32 bits go out as signed int).
 Like RabbitMQ, values compare by type class: every integer type is one class.
 """

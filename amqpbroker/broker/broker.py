@@ -13,7 +13,7 @@ import attrs
 from .. import __version__
 from ..auth.users import FULL_ACCESS, UserDB
 from ..config import Settings
-from ..protocol.connection import parse_amqplain, parse_plain
+from ..protocol.sasl import parse_amqplain, parse_plain
 from ..store import MEMORY, open_store
 from ..store.base import Store
 from . import permissions

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .. import errors
-from ..protocol import frames
+from ..protocol import basic_codec
 from .consumer import Consumer
 from .message import Message, QueuedMessage
 from .queue import Queue
@@ -21,7 +21,7 @@ from .queue import Queue
 if TYPE_CHECKING:
     from .session import Session
 
-_pack_delivery_tag = frames.pack_delivery_tag
+_pack_delivery_tag = basic_codec.pack_delivery_tag
 
 # One unacked delivery: the queue it came from, its queued message, its consumer
 # (None for basic.get).
@@ -147,7 +147,7 @@ class Channel:
                 )
             )
         else:
-            data = frames.encode_delivery(
+            data = basic_codec.encode_delivery(
                 self.number,
                 consumer.tag,
                 tag,
@@ -175,7 +175,7 @@ class Channel:
             queue.settled(qm)
         message = qm.message
         self.session.write_content(
-            frames.encode_get_ok(
+            basic_codec.encode_get_ok(
                 self.number,
                 tag,
                 qm.redelivered,
@@ -376,7 +376,7 @@ class Channel:
                 self._flush_with_nacks(ready)
                 return
             multiple = ready - self.acked_upto > 1
-            self.session.send(frames.encode_basic_ack(self.number, ready, multiple))
+            self.session.send(basic_codec.encode_basic_ack(self.number, ready, multiple))
             self.acked_upto = ready
 
     def _flush_with_nacks(self, ready: int) -> None:
@@ -386,13 +386,13 @@ class Channel:
                 break
             if seq - 1 > self.acked_upto:
                 multiple = seq - 1 - self.acked_upto > 1
-                self.session.send(frames.encode_basic_ack(self.number, seq - 1, multiple))
-            self.session.send(frames.encode_basic_nack(self.number, seq, False))
+                self.session.send(basic_codec.encode_basic_ack(self.number, seq - 1, multiple))
+            self.session.send(basic_codec.encode_basic_nack(self.number, seq, False))
             self.acked_upto = seq
         self.refused = [seq for seq in refused if seq > ready]
         if ready > self.acked_upto:
             multiple = ready - self.acked_upto > 1
-            self.session.send(frames.encode_basic_ack(self.number, ready, multiple))
+            self.session.send(basic_codec.encode_basic_ack(self.number, ready, multiple))
             self.acked_upto = ready
 
 

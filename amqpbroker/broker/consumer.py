@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import frames
+from ..protocol import basic_codec
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -51,7 +51,7 @@ class Consumer:
         self.arguments = arguments or {}
         self.unacked = 0
         # The constant parts of this consumer's basic.deliver frame for the route
-        # of its last delivery (frames.deliver_prefix): a queue's messages mostly
+        # of its last delivery (basic_codec.deliver_prefix): a queue's messages mostly
         # share one exchange and routing key.
         self.deliver_exchange: str | None = None
         self.deliver_routing_key: str | None = None
@@ -74,7 +74,7 @@ class Consumer:
         self.channel.deliver(self, queue, qm)
 
     def set_deliver_route(self, exchange: str, routing_key: str) -> None:
-        self.deliver_start, self.deliver_pair = frames.deliver_prefix(
+        self.deliver_start, self.deliver_pair = basic_codec.deliver_prefix(
             self.channel.number, self.tag, exchange, routing_key
         )
         self.deliver_exchange = exchange

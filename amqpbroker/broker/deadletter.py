@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import properties as props
+from ..protocol import tables
 from .message import Message
 from .sender_selected import cc_keys, route_keys
 
@@ -59,7 +60,7 @@ def _x_death(
         "count": 1,
         "reason": reason,
         "queue": queue,
-        "time": props.RawTimestamp(int(now)),
+        "time": tables.RawTimestamp(int(now)),
         "exchange": exchange,
         "routing-keys": list(keys),
     }

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..protocol import frames
 from ..protocol import properties as props
+from ..protocol import reader
 
 
 class Message:
@@ -58,7 +58,7 @@ class Message:
         body = self._body
         if body is None:
             assert self.content is not None
-            body = self._body = frames.content_body(self.header, self.content)
+            body = self._body = reader.content_body(self.header, self.content)
         return body
 
     @property
@@ -88,7 +88,7 @@ class Message:
         body = self._body
         if body is None:
             assert self.content is not None
-            return frames.content_body_size(self.header, self.content)
+            return reader.content_body_size(self.header, self.content)
         return len(body)
 
 

@@ -10,24 +10,18 @@ codec; the rest use pamqp.
 from __future__ import annotations
 
 import base64
-import operator
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pamqp import base, commands
 
 from .. import errors
-from ..protocol import frames
-from ..protocol import properties as props
-from . import publish_extras, reply_to
+from ..protocol import basic_codec, method_codec
+from . import reply_to
 from .arguments import amqp_type
 from .channel import Channel
 from .consumer import Consumer
-from .exchanges.base import Exchange
-from .expiration import parse_expiration
-from .features import REFUSED
-from .message import Message
 from .queue import Queue
 
 if TYPE_CHECKING:
@@ -36,10 +30,6 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=base.Frame)
 Handler = Callable[["Session", Channel, bytes], None]
 HANDLERS: dict[int, Handler] = {}
-# Called as observe(vhost, message, queues) after each publish is routed: the
-# testing helpers record published messages with it.  Empty unless a test is
-# recording, so the hot path pays one truthiness test for it.
-PUBLISH_OBSERVERS: list[Callable[[Any, Message, Any], None]] = []
 
 
 def handles(class_id: int, method_id: int) -> Callable[[Handler], Handler]:
@@ -52,7 +42,7 @@ def handles(class_id: int, method_id: int) -> Callable[[Handler], Handler]:
 
 def _decode(payload: bytes, cls: type[M]) -> M:
     """Decode a method the dispatch table already identified as ``cls``."""
-    return cast(M, frames.decode_method(payload))
+    return cast(M, method_codec.decode_method(payload))
 
 
 def generated_tag(prefix: str) -> str:
@@ -86,7 +76,7 @@ def channel_flow(session: Session, channel: Channel, payload: bytes) -> None:
     if not method.active:
         # RabbitMQ 3.x does not implement client-initiated flow control.
         raise errors.NotImplemented_("active=false")
-    _reply(session, channel, frames.make_method(commands.Channel.FlowOk, active=True))
+    _reply(session, channel, method_codec.make_method(commands.Channel.FlowOk, active=True))
 
 
 # ------------------------------------------------------------------ exchange
@@ -105,7 +95,7 @@ def exchange_declare(session: Session, channel: Channel, payload: bytes) -> None
         arguments=m.arguments,
     )
     if not m.nowait:
-        _reply(session, channel, frames.make_method(commands.Exchange.DeclareOk))
+        _reply(session, channel, method_codec.make_method(commands.Exchange.DeclareOk))
 
 
 @handles(40, 20)
@@ -113,7 +103,7 @@ def exchange_delete(session: Session, channel: Channel, payload: bytes) -> None:
     m = _decode(payload, commands.Exchange.Delete)
     _vhost(session).delete_exchange(m.exchange, if_unused=m.if_unused)
     if not m.nowait:
-        _reply(session, channel, frames.make_method(commands.Exchange.DeleteOk))
+        _reply(session, channel, method_codec.make_method(commands.Exchange.DeleteOk))
 
 
 @handles(40, 30)
@@ -121,7 +111,7 @@ def exchange_bind(session: Session, channel: Channel, payload: bytes) -> None:
     m = _decode(payload, commands.Exchange.Bind)
     _vhost(session).bind_exchange(m.destination, m.source, m.routing_key, m.arguments or {})
     if not m.nowait:
-        _reply(session, channel, frames.make_method(commands.Exchange.BindOk))
+        _reply(session, channel, method_codec.make_method(commands.Exchange.BindOk))
 
 
 @handles(40, 40)
@@ -129,7 +119,7 @@ def exchange_unbind(session: Session, channel: Channel, payload: bytes) -> None:
     m = _decode(payload, commands.Exchange.Unbind)
     _vhost(session).unbind_exchange(m.destination, m.source, m.routing_key, m.arguments or {})
     if not m.nowait:
-        _reply(session, channel, frames.make_method(commands.Exchange.UnbindOk))
+        _reply(session, channel, method_codec.make_method(commands.Exchange.UnbindOk))
 
 
 # --------------------------------------------------------------------- queue
@@ -145,7 +135,7 @@ def queue_declare(session: Session, channel: Channel, payload: bytes) -> None:
             _reply(
                 session,
                 channel,
-                frames.make_method(
+                method_codec.make_method(
                     commands.Queue.DeclareOk, queue=m.queue, message_count=0, consumer_count=1
                 ),
             )
@@ -168,7 +158,7 @@ def queue_declare(session: Session, channel: Channel, payload: bytes) -> None:
         _reply(
             session,
             channel,
-            frames.make_method(
+            method_codec.make_method(
                 commands.Queue.DeclareOk,
                 queue=queue.name,
                 message_count=queue.message_count,
@@ -187,7 +177,7 @@ def queue_bind(session: Session, channel: Channel, payload: bytes) -> None:
     queue = vhost.get_queue(_queue_name(channel, m.queue), session)
     vhost.bind_queue(queue, m.exchange, routing_key, m.arguments or {})
     if not m.nowait:
-        _reply(session, channel, frames.make_method(commands.Queue.BindOk))
+        _reply(session, channel, method_codec.make_method(commands.Queue.BindOk))
 
 
 @handles(50, 50)
@@ -200,7 +190,7 @@ def queue_unbind(session: Session, channel: Channel, payload: bytes) -> None:
     # A missing queue is no error here: RabbitMQ answers unbind-ok.
     queue = vhost.queues.get(_queue_name(channel, m.queue))
     vhost.unbind_queue(queue, m.exchange, routing_key, m.arguments or {}, owner=session)
-    _reply(session, channel, frames.make_method(commands.Queue.UnbindOk))
+    _reply(session, channel, method_codec.make_method(commands.Queue.UnbindOk))
 
 
 @handles(50, 30)
@@ -209,7 +199,9 @@ def queue_purge(session: Session, channel: Channel, payload: bytes) -> None:
     queue = _vhost(session).get_queue(_queue_name(channel, m.queue), session)
     count = queue.purge()
     if not m.nowait:
-        _reply(session, channel, frames.make_method(commands.Queue.PurgeOk, message_count=count))
+        _reply(
+            session, channel, method_codec.make_method(commands.Queue.PurgeOk, message_count=count)
+        )
 
 
 @handles(50, 40)
@@ -224,7 +216,9 @@ def queue_delete(session: Session, channel: Channel, payload: bytes) -> None:
         count = vhost.delete_queue(queue, if_unused=m.if_unused, if_empty=m.if_empty)
     # Deleting a queue that does not exist succeeds with a count of 0 (RabbitMQ 3.x).
     if not m.nowait:
-        _reply(session, channel, frames.make_method(commands.Queue.DeleteOk, message_count=count))
+        _reply(
+            session, channel, method_codec.make_method(commands.Queue.DeleteOk, message_count=count)
+        )
 
 
 # --------------------------------------------------------------------- basic
@@ -243,7 +237,7 @@ def basic_qos(session: Session, channel: Channel, payload: bytes) -> None:
         # channel-wide limit on any global=false qos, releasing blocked consumers.
         channel.global_prefetch = 0
     channel.resume()
-    _reply(session, channel, frames.make_method(commands.Basic.QosOk))
+    _reply(session, channel, method_codec.make_method(commands.Basic.QosOk))
 
 
 def _consumer_priority(arguments: dict[str, Any], queue: Queue) -> int:
@@ -267,7 +261,11 @@ def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
     if m.queue == reply_to.REPLY_TO:
         consumer = reply_to.consume(channel, session.broker.reply_queues, tag, m.no_ack)
         if not m.nowait:
-            _reply(session, channel, frames.make_method(commands.Basic.ConsumeOk, consumer_tag=tag))
+            _reply(
+                session,
+                channel,
+                method_codec.make_method(commands.Basic.ConsumeOk, consumer_tag=tag),
+            )
         channel.add_consumer(consumer)
         return
     queue: Queue = vhost.get_queue(_queue_name(channel, m.queue), session)
@@ -297,7 +295,9 @@ def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
     )
     # consume-ok must reach the client before the first delivery.
     if not m.nowait:
-        _reply(session, channel, frames.make_method(commands.Basic.ConsumeOk, consumer_tag=tag))
+        _reply(
+            session, channel, method_codec.make_method(commands.Basic.ConsumeOk, consumer_tag=tag)
+        )
     channel.add_consumer(consumer)
 
 
@@ -310,13 +310,13 @@ def basic_cancel(session: Session, channel: Channel, payload: bytes) -> None:
         _reply(
             session,
             channel,
-            frames.make_method(commands.Basic.CancelOk, consumer_tag=m.consumer_tag),
+            method_codec.make_method(commands.Basic.CancelOk, consumer_tag=m.consumer_tag),
         )
 
 
 def send_cancel(session: Session, channel: int, tag: str) -> None:
     session.send_method(
-        channel, frames.make_method(commands.Basic.Cancel, consumer_tag=tag, nowait=True)
+        channel, method_codec.make_method(commands.Basic.Cancel, consumer_tag=tag, nowait=True)
     )
 
 
@@ -326,14 +326,14 @@ def basic_get(session: Session, channel: Channel, payload: bytes) -> None:
     queue = _vhost(session).get_queue(_queue_name(channel, m.queue), session)
     qm = queue.get()
     if qm is None:
-        _reply(session, channel, frames.make_method(commands.Basic.GetEmpty))
+        _reply(session, channel, method_codec.make_method(commands.Basic.GetEmpty))
         return
     channel.deliver_get(queue, qm, m.no_ack)
 
 
 @handles(60, 80)
 def basic_ack(session: Session, channel: Channel, payload: bytes) -> None:
-    tag, multiple = frames.decode_ack(payload)
+    tag, multiple = basic_codec.decode_ack(payload)
     if channel.tx is not None:
         _check_tag(channel, tag, multiple)
         channel.tx.append(lambda: channel.ack(tag, multiple))
@@ -343,13 +343,13 @@ def basic_ack(session: Session, channel: Channel, payload: bytes) -> None:
 
 @handles(60, 90)
 def basic_reject(session: Session, channel: Channel, payload: bytes) -> None:
-    tag, requeue = frames.decode_reject(payload)
+    tag, requeue = basic_codec.decode_reject(payload)
     _settle_negative(channel, tag, False, requeue)
 
 
 @handles(60, 120)
 def basic_nack(session: Session, channel: Channel, payload: bytes) -> None:
-    tag, multiple, requeue = frames.decode_nack(payload)
+    tag, multiple, requeue = basic_codec.decode_nack(payload)
     _settle_negative(channel, tag, multiple, requeue)
 
 
@@ -380,201 +380,8 @@ def basic_recover(session: Session, channel: Channel, payload: bytes) -> None:
     if not m.requeue:
         raise errors.NotImplemented_("requeue=false")
     # recover-ok goes out before the redeliveries, as in RabbitMQ.
-    _reply(session, channel, frames.make_method(commands.Basic.RecoverOk))
+    _reply(session, channel, method_codec.make_method(commands.Basic.RecoverOk))
     channel.recover()
-
-
-def publish_in_tx(
-    session: Session,
-    channel: Channel,
-    exchange_name: str,
-    routing_key: str,
-    mandatory: bool,
-    header: bytes,
-    body: bytes,
-) -> None:
-    """A publish on a transactional channel waits for tx.commit."""
-    assert channel.tx is not None
-    # RabbitMQ checks the exchange and the properties when the publish arrives, so a
-    # bad one fails the channel before anything is committed.
-    _checked_exchange(session, exchange_name, header)
-    channel.tx.append(
-        lambda: route_publish(session, channel, exchange_name, routing_key, mandatory, header, body)
-    )
-
-
-def route_publish(
-    session: Session,
-    channel: Channel,
-    exchange_name: str,
-    routing_key: str,
-    mandatory: bool,
-    header: bytes,
-    body: bytes | None,
-    content: bytes | None = None,
-    repeats: Sequence[bytes] = (),
-) -> None:
-    """Route a decoded publish and hand it to its queues; then its confirm.
-    ``body`` is None when it is the one in ``content`` (see Message).  Each of
-    ``repeats`` is the content of one more publish with the same method and header
-    payloads (FrameReader.next_repeats), published after it.
-
-    Hot path (once per publish): the common case -- an existing, non-internal
-    exchange, properties already checked on this session, no special properties,
-    no exchange-to-exchange bindings -- is written out here rather than through
-    _checked_exchange and VirtualHost.route, which handle everything else.  The
-    checks and the routing are done once for ``repeats`` too: their outcome depends
-    only on the method and header bytes, the session, and exchanges, queues and
-    bindings, which publishing does not change.
-    """
-    vhost = session.vhost
-    assert vhost is not None
-    exchange = vhost.exchanges.get(exchange_name)
-    if (
-        exchange is None
-        or exchange.internal
-        or (header is not session.checked_header and (header[12] or header[13] & 0xFC))
-    ):
-        exchange = _checked_exchange(session, exchange_name, header)
-    number = channel.number
-    message = Message(exchange_name, routing_key, header, body, content, number)
-    special = header[12] & publish_extras.SPECIAL_FLAGS
-    queues: Collection[Queue] = ()
-    if special:
-        pass  # per message, below
-    elif vhost.e2e_count or exchange.needs_headers:
-        queues = vhost.route(exchange, routing_key, message)
-    else:
-        queues = exchange.route(routing_key)  # type: ignore[assignment]
-        if not queues and "alternate-exchange" in exchange.arguments:
-            queues = vhost.route(exchange, routing_key, message)
-    index = 0
-    while True:
-        if special:
-            # Rare: CC/BCC headers, direct reply-to or a per-message TTL.
-            queues, message = publish_extras.route(channel, vhost, exchange, message)
-        if PUBLISH_OBSERVERS:
-            for observe in PUBLISH_OBSERVERS:
-                observe(vhost, message, queues)
-        stored = refused = False
-        if queues:
-            for queue in queues:
-                outcome = queue.publish(message)
-                if outcome:
-                    # True: stored, so confirmed after the group commit; REFUSED: a
-                    # length limit refused it (reject-publish): the publisher gets a nack.
-                    if outcome is REFUSED:
-                        refused = True
-                    else:
-                        stored = True
-        elif mandatory:
-            session.write_content(
-                frames.encode_return(
-                    number, errors.NO_ROUTE, "NO_ROUTE", exchange_name, routing_key
-                ),
-                number,
-                message,
-            )
-        if channel.confirm:
-            seq = channel.publish_seq = channel.publish_seq + 1
-            if refused:
-                channel.publish_refused(seq)
-            if stored or channel.commit_seq > channel.confirm_ready:
-                # Confirmed only once the group commit holding it is on disk (and,
-                # while an earlier publish waits for one, after it).
-                session.broker.await_commit(channel, seq)
-            else:
-                channel.confirm_ready = seq
-                session.dirty.add(channel)
-        if index == len(repeats):
-            return
-        message = Message(exchange_name, routing_key, header, None, repeats[index], number)
-        index += 1
-
-
-def _checked_exchange(session: Session, exchange_name: str, header: bytes) -> Exchange:
-    """The publish target, after RabbitMQ's publish-time checks, in its order:
-    exchange exists (404), is not internal (403), user_id and expiration (406)."""
-    vhost = _vhost(session)
-    exchange = vhost.exchanges.get(exchange_name)
-    if exchange is None:
-        raise errors.NotFound(f"no exchange '{exchange_name}' in vhost '{vhost.name}'")
-    if exchange.internal:
-        raise errors.AccessRefused(
-            f"cannot publish to internal exchange '{exchange_name}' in vhost '{vhost.name}'"
-        )
-    # RabbitMQ decodes every publish's properties at this point: malformed ones close
-    # the connection (541) instead of reaching consumers whose clients cannot parse
-    # them. Hot path: a header without properties (flags 0 but for the two low bits,
-    # which are ignored) is not scanned; the scan is ~1 us, the headers table a few.
-    # The checks depend only on the property bytes and the session's user, so bytes
-    # equal to the last ones that passed on this session pass again unscanned
-    # (slice + compare ~0.1 us; ~7% of the broker's CPU in ampblast).
-    if (
-        (header[12] or header[13] & 0xFC)
-        and header[12:] != session.checked_properties
-        and not _same_shape(session.checked_shape, header)
-    ):
-        view = props.scan_properties(header)
-        if view.has_headers:
-            _ = view.headers  # decoding it validates it
-        if view.user_id is not None and view.user_id != session.user:
-            raise errors.PreconditionFailed(
-                f"user_id property set to '{view.user_id}' but authenticated user was "
-                f"'{session.user}'"
-            )
-        if view.expiration is not None:
-            parse_expiration(view.expiration.encode("utf-8"))
-        session.checked_properties = header[12:]
-        session.checked_shape = _property_shape(header)
-    # This very header object passed: route_publish skips the check for it.
-    session.checked_header = header
-    return exchange
-
-
-# Properties whose check depends on their values (the headers table must decode,
-# user_id match, expiration parse, reply_to decode): headers with any are scanned.
-_VALUE_CHECKED = 0x2000 | 0x0200 | 0x0100 | 0x0010
-# The others in wire order: (flag, size), size 0 for a short string.
-_LAYOUT = (
-    (0x8000, 0),  # content_type
-    (0x4000, 0),  # content_encoding
-    (0x1000, 1),  # delivery_mode
-    (0x0800, 1),  # priority
-    (0x0400, 0),  # correlation_id
-    (0x0080, 0),  # message_id
-    (0x0040, 8),  # timestamp
-    (0x0020, 0),  # type
-    (0x0008, 0),  # app_id
-    (0x0004, 0),  # cluster_id
-)
-PropertyShape = tuple[int, Callable[[bytes], Any], Any]
-
-
-def _property_shape(header: bytes) -> PropertyShape | None:
-    """For a header that passed the publish-time property checks and has no
-    value-checked property: what another header must share with it to pass them
-    too -- its length, its flags and each string property's length octet.  The
-    layout is then the same, and nothing else in it is checked (messages that
-    differ only in a message_id or a timestamp are not all scanned)."""
-    flags = header[12] << 8 | header[13]
-    if flags & _VALUE_CHECKED:
-        return None
-    positions = [12, 13]
-    pos = 14
-    for flag, size in _LAYOUT:
-        if flags & flag:
-            if size:
-                pos += size
-            else:
-                positions.append(pos)
-                pos += 1 + header[pos]
-    getter = operator.itemgetter(*positions)
-    return len(header), getter, getter(header)
-
-
-def _same_shape(shape: PropertyShape | None, header: bytes) -> bool:
-    return shape is not None and len(header) == shape[0] and shape[1](header) == shape[2]
 
 
 # ------------------------------------------------------------ confirm and tx
@@ -587,7 +394,7 @@ def confirm_select(session: Session, channel: Channel, payload: bytes) -> None:
         raise errors.PreconditionFailed("cannot switch from tx to confirm mode")
     channel.confirm = True
     if not m.nowait:
-        _reply(session, channel, frames.make_method(commands.Confirm.SelectOk))
+        _reply(session, channel, method_codec.make_method(commands.Confirm.SelectOk))
 
 
 @handles(90, 10)
@@ -596,7 +403,7 @@ def tx_select(session: Session, channel: Channel, payload: bytes) -> None:
         raise errors.PreconditionFailed("cannot switch from confirm to tx mode")
     if channel.tx is None:
         channel.tx = []
-    _reply(session, channel, frames.make_method(commands.Tx.SelectOk))
+    _reply(session, channel, method_codec.make_method(commands.Tx.SelectOk))
 
 
 @handles(90, 20)
@@ -606,7 +413,7 @@ def tx_commit(session: Session, channel: Channel, payload: bytes) -> None:
     pending, channel.tx = channel.tx, []
     for operation in pending:
         operation()
-    commit_ok = frames.make_method(commands.Tx.CommitOk)
+    commit_ok = method_codec.make_method(commands.Tx.CommitOk)
     broker = session.broker
     if broker.store is not None and pending:
         # commit-ok promises durability: send it after the group commit. Not only when
@@ -626,7 +433,7 @@ def tx_rollback(session: Session, channel: Channel, payload: bytes) -> None:
     if channel.tx is None:
         raise errors.PreconditionFailed("channel is not transactional")
     channel.tx = []
-    _reply(session, channel, frames.make_method(commands.Tx.RollbackOk))
+    _reply(session, channel, method_codec.make_method(commands.Tx.RollbackOk))
 
 
-__all__ = ["HANDLERS", "generated_tag", "publish_in_tx", "route_publish", "send_cancel"]
+__all__ = ["HANDLERS", "generated_tag", "send_cancel"]

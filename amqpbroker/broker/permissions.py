@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..auth.users import CONFIGURE, READ, WRITE, Permission
-from ..protocol import frames
+from ..protocol import basic_codec, method_codec
 from .exchanges import EXCHANGE_TYPES
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def check_method(session: Session, channel: Channel, key: int, payload: bytes) -
     permission = _permission(session)
     if permission is not None and permission.unrestricted and not _limited(session, key):
         return  # the common case costs one lookup, no decoding
-    check(_Access(session, permission), channel, frames.decode_method(payload))
+    check(_Access(session, permission), channel, method_codec.decode_method(payload))
 
 
 def _limited(session: Session, key: int) -> bool:
@@ -121,7 +121,7 @@ def check_publish(session: Session, method_payload: bytes) -> None:
     if permission is not None and permission.unrestricted:
         session.unrestricted_at = generation
         return
-    exchange, _key, _mandatory, immediate = frames.decode_publish(method_payload)
+    exchange, _key, _mandatory, immediate = basic_codec.decode_publish(method_payload)
     if immediate:
         return  # 540 NOT_IMPLEMENTED comes first in RabbitMQ
     _Access(session, permission).require(WRITE, "exchange", exchange)

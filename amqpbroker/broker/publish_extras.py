@@ -1,6 +1,6 @@
 """The publish path for messages that need more than a routing-key lookup.
 
-``methods._route`` sends a message here only when its property flags show a
+``publish.route_publish`` sends a message here only when its property flags show a
 ``headers`` table (it may hold CC/BCC), a ``reply_to`` (it may ask for direct
 reply-to) or an ``expiration`` (per-message TTL): one byte test on the raw content
 header, so ordinary publishes never pay for any of this.

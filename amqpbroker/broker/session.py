@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..protocol import frames
+from ..protocol import basic_codec, method_codec, reader
 from ..protocol.connection import AMQPConnection
-from . import methods, permissions
+from . import methods, permissions, publish
 from .channel import Channel
 from .message import Message
 from .queue import Queue
@@ -86,13 +86,13 @@ class Session:
         self.published = False
         self.told_blocked = False
         # The property bytes of the last publish whose properties passed the checks
-        # (methods._checked_exchange): publishers mostly repeat the same properties.
+        # (publish._checked_exchange): publishers mostly repeat the same properties.
         self.checked_properties = b""
         # The last header payload object that passed them (FrameReader.next_publish
         # hands out the same object while a publisher repeats its header bytes).
         self.checked_header = b""
-        # What another header must share with them to pass too (methods._property_shape).
-        self.checked_shape: methods.PropertyShape | None = None
+        # What another header must share with them to pass too (publish._property_shape).
+        self.checked_shape: publish.PropertyShape | None = None
         # The last basic.publish method payload object and its decoded fields.
         self.last_publish = b""
         self.last_publish_fields: tuple[str, str, bool, bool] = ("", "", False, False)
@@ -130,7 +130,7 @@ class Session:
         self.wake()
 
     def send_method(self, channel: int, method: Any) -> None:
-        self.proto.out.append(frames.encode_method(channel, method))
+        self.proto.out.append(method_codec.encode_method(channel, method))
         self.wake()
 
     def write_content(self, method_frame: bytes, channel: int, message: Message) -> None:
@@ -138,7 +138,7 @@ class Session:
         out = self.proto.out
         out.append(method_frame)
         out.extend(
-            frames.encode_content(channel, message.header, message.body, self.proto.frame_max)
+            basic_codec.encode_content(channel, message.header, message.body, self.proto.frame_max)
         )
         self.out_size += len(message.body) + len(message.header) + 64
         if self.out_size > HIGH_WATER:
@@ -182,7 +182,7 @@ class Session:
     def on_channel_open(self, channel: int) -> None:
         ch = self.channels[channel] = Channel(self, channel)
         frame_max = self.proto.frame_max
-        if not frame_max or frame_max >= frames.CONTENT_FRAME_MAX:
+        if not frame_max or frame_max >= reader.CONTENT_FRAME_MAX:
             ch.content_number = channel
         self.broker.totals.channels_opened += 1
 
@@ -225,7 +225,7 @@ class Session:
             # publisher repeats it: no decode, not even a cache lookup.
             exchange, routing_key, mandatory, immediate = self.last_publish_fields
         else:
-            fields = frames.decode_publish(method_payload)
+            fields = basic_codec.decode_publish(method_payload)
             exchange, routing_key, mandatory, immediate = fields
             self.last_publish = method_payload
             self.last_publish_fields = fields
@@ -234,13 +234,13 @@ class Session:
         if ch.tx is not None:
             if body is None:
                 assert content is not None
-                body = frames.content_body(header, content)
-            methods.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
+                body = reader.content_body(header, content)
+            publish.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
             for more in repeats:
-                body = frames.content_body(header, more)
-                methods.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
+                body = reader.content_body(header, more)
+                publish.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
             return
-        methods.route_publish(
+        publish.route_publish(
             self, ch, exchange, routing_key, mandatory, header, body, content, repeats
         )
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from pamqp import commands
 from starlette.responses import Response
 
-from ..protocol.frames import make_method
+from ..protocol.method_codec import make_method
 from .api import Api, RouteTable, bad_request, not_found
 from .format import iter_bindings, properties_key
 

@@ -8,7 +8,7 @@ from pamqp import commands
 
 from .. import errors
 from ..broker.exchanges.base import Exchange
-from ..protocol.frames import make_method
+from ..protocol.method_codec import make_method
 from . import messages
 from .api import CREATED, Api, ApiError, RouteTable, bad_request, flag, not_found
 from .format import exchange_info, iter_bindings

@@ -7,7 +7,7 @@ from typing import Any
 from pamqp import commands
 
 from ..broker.queue import Queue
-from ..protocol.frames import make_method
+from ..protocol.method_codec import make_method
 from . import messages
 from .api import CREATED, Api, RouteTable, bad_request, flag, not_found
 from .format import iter_bindings, queue_info, unacked_by_queue

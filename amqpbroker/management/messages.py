@@ -26,7 +26,7 @@ from ..broker import permissions
 from ..broker.channel import Channel
 from ..broker.session import Session
 from ..broker.vhost import VirtualHost
-from ..protocol import frames
+from ..protocol import framing, method_codec
 from ..protocol import properties as props
 from .context import ManagementContext
 from .format import jsonable
@@ -78,17 +78,17 @@ def _close(session: Session) -> None:
 
 
 def _payload(method: Any) -> bytes:
-    return frames.encode_method(1, method)[7:-1]  # strip frame header and end octet
+    return method_codec.encode_method(1, method)[7:-1]  # strip frame header and end octet
 
 
 def authorize(ctx: ManagementContext, vhost: VirtualHost, user: str, method: Any) -> None:
     """Raise 403 ACCESS_REFUSED unless ``user`` may run ``method`` (a pamqp method
-    made with frames.make_method) in ``vhost``: the checks an AMQP client gets,
+    made with method_codec.make_method) in ``vhost``: the checks an AMQP client gets,
     with the same texts, for the API's declare / delete / bind / purge."""
     session, channel = _session(ctx, vhost, user)
     try:
         payload = _payload(method)
-        permissions.check_method(session, channel, frames.method_key(payload), payload)
+        permissions.check_method(session, channel, framing.method_key(payload), payload)
     finally:
         _close(session)
 
@@ -137,7 +137,7 @@ def publish(
 ) -> bool:
     """Publish one message; True when some queue took it (RabbitMQ's ``routed``)."""
     header = encode_properties(properties, len(body))
-    method = frames.make_method(
+    method = method_codec.make_method(
         commands.Basic.Publish, exchange=exchange, routing_key=routing_key, mandatory=True
     )
     payload = _payload(method)
@@ -174,8 +174,10 @@ def get(
     if encoding not in ("auto", "base64"):
         raise BadMessage(f"unknown encoding {encoding!r}")
     session, channel = _session(ctx, vhost, user)
-    get_payload = _payload(frames.make_method(commands.Basic.Get, queue=queue_name, no_ack=False))
-    get_key = frames.method_key(get_payload)
+    get_payload = _payload(
+        method_codec.make_method(commands.Basic.Get, queue=queue_name, no_ack=False)
+    )
+    get_key = framing.method_key(get_payload)
     found: list[dict[str, Any]] = []
     try:
         for _ in range(count):

@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import enum
 import logging
-import struct
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pamqp import commands, decode
+from pamqp import commands
 
 from .. import errors
-from . import frames
+from . import framing, method_codec, output
+from .channel import ChannelState
+from .reader import FrameReader
+from .sasl import parse_amqplain, parse_plain
 
 log = logging.getLogger("amqpbroker.protocol")
 
@@ -60,14 +62,6 @@ _CHANNEL_OPEN = 0x0014000A
 _CHANNEL_CLOSE = 0x00140028
 _CHANNEL_CLOSE_OK = 0x00140029
 _BASIC_PUBLISH = 0x003C0028
-_BASIC_CLASS = 60
-
-_HEADER_PREFIX = struct.Struct(">HHQ")
-
-# take_buffers: output buffers at least this long are sent without being joined, and it
-# looks for them only in a queue of at most _SCAN_MAX buffers.
-SEND_AS_IS = 16 * 1024
-_SCAN_MAX = 256
 
 
 class Phase(enum.Enum):
@@ -109,25 +103,12 @@ class Handler(Protocol):
         """A complete basic.publish (method payload, content header payload, body).
         ``content``, when given, is the header and body frames as received on
         ``channel`` (header and body in one frame each, flag bits clean), and
-        ``body`` may be None: it is the one in ``content`` (frames.content_body).
+        ``body`` may be None: it is the one in ``content`` (reader.content_body).
         Each of ``repeats`` is the content of one more publish that followed it on
         the channel with the same method and header payloads."""
 
     def on_connection_closed(self) -> None:
         """The connection is over (close handshake done or transport lost)."""
-
-
-class _Channel:
-    """Per-channel protocol state: open/closing and content assembly."""
-
-    __slots__ = ("body_parts", "body_remaining", "closing", "header", "publish")
-
-    def __init__(self) -> None:
-        self.closing = False  # we sent channel.close, awaiting close-ok
-        self.publish: bytes | None = None  # method payload awaiting content
-        self.header: bytes | None = None
-        self.body_parts: list[bytes] = []
-        self.body_remaining = 0
 
 
 def _server_properties(product: str, version: str, info: str) -> dict[str, Any]:
@@ -152,33 +133,6 @@ def _server_properties(product: str, version: str, info: str) -> dict[str, Any]:
     }
 
 
-def parse_amqplain(response: bytes) -> tuple[str, str] | None:
-    """AMQPLAIN's response is a field table without its length prefix."""
-    try:
-        _, table = decode.field_table(struct.pack(">I", len(response)) + response)
-    except (ValueError, struct.error, IndexError, UnicodeDecodeError, TypeError):
-        return None
-    login, password = table.get("LOGIN"), table.get("PASSWORD")
-    if isinstance(login, bytes):
-        login = login.decode("utf-8", "replace")
-    if isinstance(password, bytes):
-        password = password.decode("utf-8", "replace")
-    if not isinstance(login, str) or not isinstance(password, str):
-        return None
-    return login, password
-
-
-def parse_plain(response: bytes) -> tuple[str, str] | None:
-    """PLAIN is ``authzid NUL authcid NUL passwd`` (RFC 4616)."""
-    parts = response.split(b"\x00")
-    if len(parts) != 3:
-        return None
-    try:
-        return parts[1].decode("utf-8"), parts[2].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
 class AMQPConnection:
     """One client connection's protocol state. See the module docstring."""
 
@@ -200,7 +154,7 @@ class AMQPConnection:
         # Offered in connection.start; any other choice in start-ok is refused.
         self.mechanisms = mechanisms
         self.phase = Phase.AWAIT_HEADER
-        self.reader = frames.FrameReader(PRE_AUTH_FRAME_MAX)
+        self.reader = FrameReader(PRE_AUTH_FRAME_MAX)
         self.out: list[bytes] = []
         self.server_channel_max = channel_max
         self.server_frame_max = frame_max
@@ -209,7 +163,7 @@ class AMQPConnection:
         self.channel_max = channel_max
         self.frame_max = frame_max
         self.heartbeat = 0
-        self.channels: dict[int, _Channel] = {}
+        self.channels: dict[int, ChannelState] = {}
         self.user: str | None = None
         self.vhost: str | None = None
         self.client_properties: dict[str, Any] = {}
@@ -226,38 +180,16 @@ class AMQPConnection:
         self.out.append(data)
 
     def send_method(self, channel: int, method: Any) -> None:
-        self.out.append(frames.encode_method(channel, method))
+        self.out.append(method_codec.encode_method(channel, method))
 
     def take_output(self) -> bytes:
         """Everything queued for the peer, joined; empties the queue."""
-        data = b"".join(self.out)
-        self.out.clear()
-        return data
+        return output.take_output(self.out)
 
     def take_buffers(self) -> list[bytes]:
-        """Everything queued for the peer, as buffers for one ``sendmsg``: long ones (big
-        bodies) as they are, the runs of short ones between them joined; empties the queue.
-        Joining a 64 KiB body frame would copy it once more. A queue of many buffers
-        (thousands of small deliveries) is joined whole without looking at each."""
-        out = self.out
-        if len(out) > _SCAN_MAX:
-            data = b"".join(out)
-            out.clear()
-            return [data]
-        bufs: list[bytes] = []
-        start = 0
-        for i, item in enumerate(out):
-            if len(item) >= SEND_AS_IS:
-                if i - start > 1:
-                    bufs.append(b"".join(out[start:i]))
-                elif i > start:
-                    bufs.append(out[start])
-                bufs.append(item)
-                start = i + 1
-        if start < len(out):
-            bufs.append(b"".join(out[start:]) if start < len(out) - 1 else out[start])
-        out.clear()
-        return bufs
+        """Everything queued for the peer, as buffers for one ``sendmsg`` (see
+        output.take_buffers); empties the queue."""
+        return output.take_buffers(self.out)
 
     @property
     def closing(self) -> bool:
@@ -327,15 +259,15 @@ class AMQPConnection:
         header, rest = buf[:8], buf[8:]
         self._header_buf = b""
         # RabbitMQ also accepts the 0-9-1 header some old clients send as "AMQP\x01\x01\x00\x09".
-        if header not in (frames.PROTOCOL_HEADER, b"AMQP\x01\x01\x00\x09"):
-            self.out.append(frames.PROTOCOL_HEADER)
+        if header not in (framing.PROTOCOL_HEADER, b"AMQP\x01\x01\x00\x09"):
+            self.out.append(framing.PROTOCOL_HEADER)
             self.close_reason = "bad protocol header"
             self.phase = Phase.CLOSED
             return b""
         self.phase = Phase.AWAIT_START_OK
         self.send_method(
             0,
-            frames.make_method(
+            method_codec.make_method(
                 commands.Connection.Start,
                 version_major=0,
                 version_minor=9,
@@ -347,7 +279,7 @@ class AMQPConnection:
         return rest
 
     def _handle_frame(self, frame_type: int, channel: int, payload: bytes) -> None:
-        if frame_type == frames.FRAME_HEARTBEAT:
+        if frame_type == framing.FRAME_HEARTBEAT:
             if channel != 0:
                 # RabbitMQ 3.10's text for it, checked against a real broker.
                 raise errors.UnexpectedFrame("type 8, all octets = <<>>")
@@ -356,7 +288,7 @@ class AMQPConnection:
             self._handle_handshake_frame(frame_type, channel, payload)
             return
         if channel == 0:
-            if frame_type != frames.FRAME_METHOD:
+            if frame_type != framing.FRAME_METHOD:
                 raise errors.UnexpectedFrame(f"unexpected frame type {frame_type} on channel 0")
             self._handle_connection_method(payload)
             return
@@ -366,14 +298,14 @@ class AMQPConnection:
             return
         if ch.closing:
             # Everything but close / close-ok is dropped until the peer confirms.
-            if frame_type == frames.FRAME_METHOD:
-                key = frames.method_key(payload)
+            if frame_type == framing.FRAME_METHOD:
+                key = framing.method_key(payload)
                 if key == _CHANNEL_CLOSE_OK:
                     del self.channels[channel]
                 elif key == _CHANNEL_CLOSE:
-                    self.send_method(channel, frames.make_method(commands.Channel.CloseOk))
+                    self.send_method(channel, method_codec.make_method(commands.Channel.CloseOk))
             return
-        if frame_type == frames.FRAME_METHOD:
+        if frame_type == framing.FRAME_METHOD:
             if ch.publish is not None:
                 raise errors.UnexpectedFrame(
                     "expected content header for class 60, got non content header frame instead"
@@ -381,17 +313,25 @@ class AMQPConnection:
                     else "expected content body, got non content body frame instead"
                 )
             self._handle_channel_method(channel, ch, payload)
-        elif frame_type == frames.FRAME_HEADER:
-            self._handle_content_header(channel, ch, payload)
-        elif frame_type == frames.FRAME_BODY:
-            self._handle_content_body(channel, ch, payload)
+        elif frame_type == framing.FRAME_HEADER:
+            try:
+                complete = ch.content_header(payload, self.max_message_size)
+            except errors.ChannelError as exc:
+                # A body over max_message_size fails the channel, not the connection.
+                self.close_channel(channel, exc)
+                return
+            if complete:
+                self._publish(channel, *ch.take_content())
+        elif frame_type == framing.FRAME_BODY:
+            if ch.content_body(payload):
+                self._publish(channel, *ch.take_content())
         else:  # pragma: no cover - the reader refuses unknown frame types
             raise errors.FrameError(f"unknown frame type {frame_type}")
 
     def _handle_unopened_channel(self, frame_type: int, channel: int, payload: bytes) -> None:
-        if frame_type != frames.FRAME_METHOD:
+        if frame_type != framing.FRAME_METHOD:
             raise errors.UnexpectedFrame("expected method frame, got non method frame instead")
-        key = frames.method_key(payload)
+        key = framing.method_key(payload)
         if key != _CHANNEL_OPEN:
             # Even channel.close / close-ok: RabbitMQ 3.10 answers both with this 504.
             raise errors.ChannelErrorCode(
@@ -404,12 +344,12 @@ class AMQPConnection:
                 f"number of channels opened ({len(self.channels)}) has reached the "
                 f"negotiated channel_max ({self.channel_max})"
             )
-        self.channels[channel] = _Channel()
-        self.send_method(channel, frames.make_method(commands.Channel.OpenOk))
+        self.channels[channel] = ChannelState()
+        self.send_method(channel, method_codec.make_method(commands.Channel.OpenOk))
         self.handler.on_channel_open(channel)
 
-    def _handle_channel_method(self, channel: int, ch: _Channel, payload: bytes) -> None:
-        key = frames.method_key(payload)
+    def _handle_channel_method(self, channel: int, ch: ChannelState, payload: bytes) -> None:
+        key = framing.method_key(payload)
         if key == _BASIC_PUBLISH:
             # Content follows (whole small publishes take receive_data's fast path);
             # the method is only decoded once the message is whole.
@@ -419,7 +359,7 @@ class AMQPConnection:
             raise errors.ChannelErrorCode("second 'channel.open' seen", class_id=20, method_id=10)
         if key == _CHANNEL_CLOSE:
             del self.channels[channel]
-            self.send_method(channel, frames.make_method(commands.Channel.CloseOk))
+            self.send_method(channel, method_codec.make_method(commands.Channel.CloseOk))
             self.handler.on_channel_closed(channel)
             return
         if key == _CHANNEL_CLOSE_OK:
@@ -430,66 +370,6 @@ class AMQPConnection:
             if not exc.class_id:
                 exc.class_id, exc.method_id = key >> 16, key & 0xFFFF
             self.close_channel(channel, exc)
-
-    def _handle_content_header(self, channel: int, ch: _Channel, payload: bytes) -> None:
-        if ch.publish is None or ch.header is not None:
-            raise errors.UnexpectedFrame(
-                "expected method frame, got non method frame instead"
-                if ch.publish is None
-                else "expected content body, got non content body frame instead"
-            )
-        if len(payload) < 14:
-            raise errors.FrameError("content header too short")
-        class_id, _weight, body_size = _HEADER_PREFIX.unpack_from(payload)
-        if class_id != _BASIC_CLASS:
-            raise errors.UnexpectedFrame(
-                f"expected content header for class 60, got one for class {class_id} instead"
-            )
-        if body_size > self.max_message_size:
-            ch.publish = None
-            self.close_channel(
-                channel,
-                errors.PreconditionFailed(
-                    f"message size {body_size} is larger than configured max size "
-                    f"{self.max_message_size}",
-                    class_id=60,
-                    method_id=40,
-                ),
-            )
-            return
-        if payload[13] & 0x03:
-            # The two low flag bits mean nothing in 0-9-1 (bit 0 would announce a
-            # second flags word) and RabbitMQ ignores them, but forwards them: clients
-            # (pika, pamqp) then fail to parse the delivery. Cleared, so one publisher
-            # cannot poison every consumer of a queue.
-            payload = payload[:13] + bytes((payload[13] & 0xFC,)) + payload[14:]
-        ch.header = payload
-        ch.body_remaining = body_size
-        if body_size == 0:
-            self._complete_content(channel, ch)
-
-    def _handle_content_body(self, channel: int, ch: _Channel, payload: bytes) -> None:
-        if ch.header is None:
-            raise errors.UnexpectedFrame(
-                "expected content header for class 60, got non content header frame instead"
-                if ch.publish is not None
-                else "expected method frame, got non method frame instead"
-            )
-        ch.body_remaining -= len(payload)
-        if ch.body_remaining < 0:
-            raise errors.FrameError("content body larger than the size its header declared")
-        ch.body_parts.append(payload)
-        if ch.body_remaining == 0:
-            self._complete_content(channel, ch)
-
-    def _complete_content(self, channel: int, ch: _Channel) -> None:
-        parts = ch.body_parts
-        body = parts[0] if len(parts) == 1 else b"".join(parts)
-        method, header = ch.publish, ch.header
-        assert method is not None and header is not None
-        ch.publish = ch.header = None
-        ch.body_parts = []
-        self._publish(channel, method, header, body)
 
     def _publish(
         self, channel: int, method: bytes, header: bytes, body: bytes, content: bytes | None = None
@@ -504,34 +384,34 @@ class AMQPConnection:
     # ------------------------------------------------------------- handshake
 
     def _expect_method(self, frame_type: int, channel: int, payload: bytes) -> int:
-        if frame_type != frames.FRAME_METHOD or channel != 0:
+        if frame_type != framing.FRAME_METHOD or channel != 0:
             raise errors.UnexpectedFrame(
                 f"expected a connection method on channel 0 during the handshake "
                 f"({self.phase.value})"
             )
-        return frames.method_key(payload)
+        return framing.method_key(payload)
 
     def _handle_handshake_frame(self, frame_type: int, channel: int, payload: bytes) -> None:
         if self.phase is Phase.CLOSING:
-            if frame_type == frames.FRAME_METHOD and channel == 0:
-                key = frames.method_key(payload)
+            if frame_type == framing.FRAME_METHOD and channel == 0:
+                key = framing.method_key(payload)
                 if key == _CONNECTION_CLOSE_OK:
                     self._finish()
                 elif key == _CONNECTION_CLOSE:
-                    self.send_method(0, frames.make_method(commands.Connection.CloseOk))
+                    self.send_method(0, method_codec.make_method(commands.Connection.CloseOk))
                     self._finish()
             return
         key = self._expect_method(frame_type, channel, payload)
         if key == _CONNECTION_CLOSE:
-            self.send_method(0, frames.make_method(commands.Connection.CloseOk))
+            self.send_method(0, method_codec.make_method(commands.Connection.CloseOk))
             self._finish()
             return
         if self.phase is Phase.AWAIT_START_OK and key == _CONNECTION_START_OK:
-            self._on_start_ok(frames.decode_method(payload))
+            self._on_start_ok(method_codec.decode_method(payload))
         elif self.phase is Phase.AWAIT_TUNE_OK and key == _CONNECTION_TUNE_OK:
-            self._on_tune_ok(frames.decode_method(payload))
+            self._on_tune_ok(method_codec.decode_method(payload))
         elif self.phase is Phase.AWAIT_OPEN and key == _CONNECTION_OPEN:
-            self._on_open(frames.decode_method(payload))
+            self._on_open(method_codec.decode_method(payload))
         else:
             raise errors.CommandInvalid(
                 f"expected {self.phase.value}, got method {key >> 16}.{key & 0xFFFF}"
@@ -570,7 +450,7 @@ class AMQPConnection:
         self.phase = Phase.AWAIT_TUNE_OK
         self.send_method(
             0,
-            frames.make_method(
+            method_codec.make_method(
                 commands.Connection.Tune,
                 channel_max=self.server_channel_max,
                 frame_max=self.server_frame_max,
@@ -616,12 +496,12 @@ class AMQPConnection:
             raise
         self.vhost = vhost
         self.phase = Phase.OPEN
-        self.send_method(0, frames.make_method(commands.Connection.OpenOk))
+        self.send_method(0, method_codec.make_method(commands.Connection.OpenOk))
 
     def _handle_connection_method(self, payload: bytes) -> None:
-        key = frames.method_key(payload)
+        key = framing.method_key(payload)
         if key == _CONNECTION_CLOSE:
-            self.send_method(0, frames.make_method(commands.Connection.CloseOk))
+            self.send_method(0, method_codec.make_method(commands.Connection.CloseOk))
             self._finish()
         elif key == _CONNECTION_CLOSE_OK:
             self._finish()
@@ -659,7 +539,7 @@ class AMQPConnection:
         )
         self.send_method(
             channel,
-            frames.make_method(
+            method_codec.make_method(
                 commands.Channel.Close,
                 reply_code=exc.reply_code,
                 reply_text=_short(exc.reply_text),
@@ -679,7 +559,7 @@ class AMQPConnection:
             return
         self.send_method(
             0,
-            frames.make_method(
+            method_codec.make_method(
                 commands.Connection.Close,
                 reply_code=exc.reply_code,
                 reply_text=_short(exc.reply_text),
@@ -726,7 +606,7 @@ class AMQPConnection:
             self.close_reason = f"missed heartbeats from client, timeout: {self.heartbeat}s"
             return False
         if now - self.last_sent >= self.heartbeat / 2 and not self.out:
-            self.out.append(frames.HEARTBEAT_FRAME)
+            self.out.append(framing.HEARTBEAT_FRAME)
         return True
 
     def mark_sent(self, now: float) -> None:
@@ -765,6 +645,4 @@ __all__ = [
     "AMQPConnection",
     "Handler",
     "Phase",
-    "parse_amqplain",
-    "parse_plain",
 ]

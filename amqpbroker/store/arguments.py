@@ -7,7 +7,7 @@ name. Keys are sorted, so equal tables encode to equal text: a binding's argumen
 of its identity, and the stores compare bindings by this text (that is also why the memory
 store keeps the encoded form, so both stores agree on identity and on normalisation).
 
-Values decoded from the wire remember their field type (``protocol.properties``: a
+Values decoded from the wire remember their field type (``protocol.tables``: a
 ``SignedInt`` is an int read as ``I``). That type is part of a binding's identity, as in
 RabbitMQ, and of the inequivalent-arg texts, so it must survive a restart: such a value is
 stored as its wire bytes ({"$amqp": hex}) and decoded back by the same codec.
@@ -22,7 +22,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from amqpbroker.protocol import properties
+from amqpbroker.protocol import tables
 
 _BYTES = "$bytes"
 _DECIMAL = "$decimal"
@@ -33,17 +33,17 @@ _AMQP = "$amqp"
 _TAGS = frozenset({_BYTES, _DECIMAL, _DATETIME, _TABLE, _AMQP})
 # The types the codec gives values read off the wire (every one of them remembers its tag).
 _WIRE_TYPED = (
-    properties.Byte,
-    properties.UnsignedByte,
-    properties.Short,
-    properties.UnsignedShort,
-    properties.SignedInt,
-    properties.UnsignedInt,
-    properties.Long,
-    properties.RawTimestamp,
-    properties.Float,
-    properties.Double,
-    properties.Timestamp,
+    tables.Byte,
+    tables.UnsignedByte,
+    tables.Short,
+    tables.UnsignedShort,
+    tables.SignedInt,
+    tables.UnsignedInt,
+    tables.Long,
+    tables.RawTimestamp,
+    tables.Float,
+    tables.Double,
+    tables.Timestamp,
 )
 # A field table holding one value under the key "v": its length prefix and "\x01v" come
 # before the value's own wire bytes.
@@ -65,7 +65,7 @@ def decode_arguments(text: str) -> dict[str, Any]:
 def _to_json(value: Any) -> Any:
     # bool before int: bool is a subclass of int and must stay a bool.
     if isinstance(value, _WIRE_TYPED):
-        return {_AMQP: properties.encode_table({"v": value})[_ONE_VALUE_PREFIX:].hex()}
+        return {_AMQP: tables.encode_table({"v": value})[_ONE_VALUE_PREFIX:].hex()}
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, bytes | bytearray | memoryview):
@@ -108,5 +108,5 @@ def _from_json(value: Any) -> Any:
         if tag == _TABLE:
             return {k: _from_json(v) for k, v in inner.items()}
         if tag == _AMQP:
-            return properties.decode_table(b"\x01v" + bytes.fromhex(inner))["v"]
+            return tables.decode_table(b"\x01v" + bytes.fromhex(inner))["v"]
     return {k: _from_json(v) for k, v in value.items()}

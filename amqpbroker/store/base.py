@@ -141,7 +141,7 @@ class Store(abc.ABC):
     an in-flight commit. Argument tables (``arguments``) may hold str, int, float, bool, None,
     bytes, Decimal, datetime, lists and nested tables; they come back equal, with tuples as
     lists and table keys sorted, and values read off the wire keep their wire type
-    (``protocol.properties.SignedInt`` and kin: part of a binding's identity).
+    (``protocol.tables.SignedInt`` and kin: part of a binding's identity).
     """
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from ..broker import methods
+from ..broker import publish
 from ..broker.queue import Queue
 from ..protocol.properties import decode_properties
 
@@ -247,7 +247,7 @@ class BrokerInspector:
                         )
                     )
 
-            methods.PUBLISH_OBSERVERS.append(observe)
+            publish.PUBLISH_OBSERVERS.append(observe)
             self._observer = observe
 
         self.broker.call(register)
@@ -259,8 +259,8 @@ class BrokerInspector:
             return
 
         def unregister() -> None:
-            if observer in methods.PUBLISH_OBSERVERS:
-                methods.PUBLISH_OBSERVERS.remove(observer)
+            if observer in publish.PUBLISH_OBSERVERS:
+                publish.PUBLISH_OBSERVERS.remove(observer)
 
         try:
             self.broker.call(unregister)

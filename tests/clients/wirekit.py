@@ -5,7 +5,7 @@ types (a long and a signed int are both ``int``; a timestamp is a datetime).  To
 check tables such as ``x-death`` the way RabbitMQ sends them, :func:`record_wire`
 makes pika keep each content header's raw property bytes next to the decoded
 properties, and :func:`wire` re-reads them with the broker's own typed decoder
-(amqpbroker.protocol.properties keeps each value's wire type).
+(amqpbroker.protocol.tables keeps each value's wire type).
 
 ``wire(properties)`` gives the headers as nested lists: a table is a list of
 ``(key, value)`` pairs in wire order, and a value is ``(type_tag, python_value)``:
@@ -22,6 +22,7 @@ import pika.spec
 import pytest
 
 from amqpbroker.protocol import properties as props
+from amqpbroker.protocol import tables
 
 _RAW = "_wire_properties"
 
@@ -45,7 +46,7 @@ def _typed(value: Any) -> tuple[str, Any]:
     if isinstance(value, bool):
         return ("t", value)
     tag = getattr(type(value), "tag", None)
-    if isinstance(value, props.Timestamp):
+    if isinstance(value, tables.Timestamp):
         return ("T", value.raw)
     if isinstance(tag, bytes):
         return (tag.decode(), int(value) if isinstance(value, int) else float(value))

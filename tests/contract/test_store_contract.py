@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import pytest
 
-from amqpbroker.protocol import properties
+from amqpbroker.protocol import tables
 from amqpbroker.store import (
     BindingRecord,
     Definitions,
@@ -172,14 +172,14 @@ def test_exchange_round_trip_with_nested_arguments(backend: Backend, store: Stor
 def test_wire_typed_argument_values_keep_their_type(backend: Backend, store: Store) -> None:
     # What the codec reads off the wire: ints and floats that remember their field type,
     # which is part of a binding's identity (an unbind after a restart must match).
-    wire = properties.decode_table(
-        properties.encode_table(
+    wire = tables.decode_table(
+        tables.encode_table(
             {
-                "int": properties.SignedInt(1),
-                "short": properties.Short(-2),
-                "float": properties.Float(1.5),
+                "int": tables.SignedInt(1),
+                "short": tables.Short(-2),
+                "float": tables.Float(1.5),
                 "when": datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC),
-                "list": [properties.Long(3), {"deep": properties.UnsignedByte(4)}],
+                "list": [tables.Long(3), {"deep": tables.UnsignedByte(4)}],
             }
         )[4:]
     )
@@ -190,8 +190,8 @@ def test_wire_typed_argument_values_keep_their_type(backend: Backend, store: Sto
     assert got == rec
     for key in ("int", "short", "float", "when"):
         assert type(got.arguments[key]) is type(wire[key]), key
-    assert type(got.arguments["list"][0]) is properties.Long
-    assert type(got.arguments["list"][1]["deep"]) is properties.UnsignedByte
+    assert type(got.arguments["list"][0]) is tables.Long
+    assert type(got.arguments["list"][1]["deep"]) is tables.UnsignedByte
     assert got.arguments["when"].raw == wire["when"].raw
 
 

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from pamqp import base, commands, decode, encode, frame, header
 
 from amqpbroker import errors
-from amqpbroker.protocol import frames, properties
+from amqpbroker.protocol import basic_codec, framing, method_codec, properties, tables
+from amqpbroker.protocol.reader import FrameReader
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -99,9 +100,9 @@ def _frame_strategy() -> st.SearchStrategy[tuple[int, int, bytes]]:
 def test_frames_survive_any_chunking(
     frame_list: list[tuple[int, int, bytes]], cuts: list[int]
 ) -> None:
-    stream = b"".join(frames.encode_frame(*f) for f in frame_list)
+    stream = b"".join(framing.encode_frame(*f) for f in frame_list)
     bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
-    reader = frames.FrameReader(frame_max=4096)
+    reader = FrameReader(frame_max=4096)
     got = []
     for start, stop in itertools.pairwise(bounds):
         reader.feed(stream[start:stop])
@@ -115,7 +116,7 @@ def test_frames_survive_any_chunking(
 @given(st.lists(_frame_strategy(), max_size=10))
 def test_encode_frame_matches_pamqp_framing(frame_list: list[tuple[int, int, bytes]]) -> None:
     for frame_type, channel, payload in frame_list:
-        raw = frames.encode_frame(frame_type, channel, payload)
+        raw = framing.encode_frame(frame_type, channel, payload)
         assert raw == struct.pack(">BHI", frame_type, channel, len(payload)) + payload + b"\xce"
         if frame_type == 3 and payload:  # pamqp cannot unmarshal an empty body frame
             chan, body = _pamqp_unmarshal(raw)
@@ -125,7 +126,7 @@ def test_encode_frame_matches_pamqp_framing(frame_list: list[tuple[int, int, byt
 @FUZZ
 @given(st.lists(st.binary(max_size=40), max_size=8), st.integers(0, 5000))
 def test_reader_never_raises_anything_but_amqp_errors(chunks: list[bytes], frame_max: int) -> None:
-    reader = frames.FrameReader(frame_max)
+    reader = FrameReader(frame_max)
     try:
         for chunk in chunks:
             reader.feed(chunk)
@@ -138,7 +139,7 @@ def test_reader_never_raises_anything_but_amqp_errors(chunks: list[bytes], frame
 @FAST
 @given(size=st.integers(0, 5_000_000), frame_max=st.integers(4096, 200_000))
 def test_oversized_frames_are_refused_before_the_payload(size: int, frame_max: int) -> None:
-    reader = frames.FrameReader(frame_max)
+    reader = FrameReader(frame_max)
     reader.feed(struct.pack(">BHI", 3, 1, size))
     if size > frame_max:  # RabbitMQ lets a payload of up to frame_max through
         try:
@@ -159,7 +160,7 @@ def test_oversized_frames_are_refused_before_the_payload(size: int, frame_max: i
 def test_decode_publish_agrees_with_pamqp(
     exchange: str, routing_key: str, mandatory: bool, immediate: bool, ticket: int
 ) -> None:
-    method = frames.make_method(
+    method = method_codec.make_method(
         commands.Basic.Publish,
         ticket=ticket,
         exchange=exchange,
@@ -168,17 +169,17 @@ def test_decode_publish_agrees_with_pamqp(
         immediate=immediate,
     )
     raw = _pamqp_marshal(1, method)
-    assert raw == frames.encode_method(1, method)
-    assert frames.decode_publish(raw[7:-1]) == (exchange, routing_key, mandatory, immediate)
-    decoded = frames.decode_method(raw[7:-1])
+    assert raw == method_codec.encode_method(1, method)
+    assert basic_codec.decode_publish(raw[7:-1]) == (exchange, routing_key, mandatory, immediate)
+    decoded = method_codec.decode_method(raw[7:-1])
     assert dict(decoded) == dict(method)
 
 
 @FAST
 @given(u64, st.booleans(), st.booleans())
 def test_ack_nack_reject_agree_with_pamqp(tag: int, first: bool, second: bool) -> None:
-    ack = frames.encode_basic_ack(2, tag, first)
-    nack = frames.encode_basic_nack(2, tag, first, second)
+    ack = basic_codec.encode_basic_ack(2, tag, first)
+    nack = basic_codec.encode_basic_nack(2, tag, first, second)
     # pamqp reads the unsigned 64-bit tag as signed: compare modulo 2**64.
     for raw, cls, fields in (
         (ack, commands.Basic.Ack, (first,)),
@@ -191,13 +192,13 @@ def test_ack_nack_reject_agree_with_pamqp(tag: int, first: bool, second: bool) -
             method.multiple,
             *([method.requeue] if cls is commands.Basic.Nack else []),
         ) == fields
-    assert frames.decode_ack(ack[7:-1]) == (tag, first)
-    assert frames.decode_nack(nack[7:-1]) == (tag, first, second)
+    assert basic_codec.decode_ack(ack[7:-1]) == (tag, first)
+    assert basic_codec.decode_nack(nack[7:-1]) == (tag, first, second)
     if tag < 2**63:
         assert ack == frame.marshal(commands.Basic.Ack(tag, first), 2)
         assert nack == frame.marshal(commands.Basic.Nack(tag, first, second), 2)
         reject = frame.marshal(commands.Basic.Reject(tag, first), 2)
-        assert frames.decode_reject(reject[7:-1]) == (tag, first)
+        assert basic_codec.decode_reject(reject[7:-1]) == (tag, first)
 
 
 @FAST
@@ -205,15 +206,15 @@ def test_ack_nack_reject_agree_with_pamqp(tag: int, first: bool, second: bool) -
 def test_encode_deliver_agrees_with_pamqp(
     channel: int, ctag: str, tag: int, redelivered: bool, exchange: str, routing_key: str
 ) -> None:
-    raw = frames.encode_deliver(channel, ctag, tag, redelivered, exchange, routing_key)
+    raw = basic_codec.encode_deliver(channel, ctag, tag, redelivered, exchange, routing_key)
     got_channel, method = _pamqp_unmarshal(raw)
     assert got_channel == channel and isinstance(method, commands.Basic.Deliver)
     assert (method.consumer_tag, method.redelivered) == (ctag, redelivered)
     assert (method.exchange, method.routing_key) == (exchange, routing_key)
     assert method.delivery_tag % 2**64 == tag
-    assert frames.decode_method(raw[7:-1]).delivery_tag == tag
+    assert method_codec.decode_method(raw[7:-1]).delivery_tag == tag
     if tag < 2**63:
-        built = frames.make_method(
+        built = method_codec.make_method(
             commands.Basic.Deliver,
             consumer_tag=ctag,
             delivery_tag=tag,
@@ -229,8 +230,8 @@ def test_encode_deliver_agrees_with_pamqp(
 def test_encode_get_ok_agrees_with_pamqp(
     channel: int, tag: int, redelivered: bool, exchange: str, routing_key: str, count: int
 ) -> None:
-    raw = frames.encode_get_ok(channel, tag, redelivered, exchange, routing_key, count)
-    built = frames.make_method(
+    raw = basic_codec.encode_get_ok(channel, tag, redelivered, exchange, routing_key, count)
+    built = method_codec.make_method(
         commands.Basic.GetOk,
         delivery_tag=tag,
         redelivered=redelivered,
@@ -247,8 +248,8 @@ def test_encode_get_ok_agrees_with_pamqp(
 def test_encode_return_agrees_with_pamqp(
     channel: int, code: int, text: str, exchange: str, routing_key: str
 ) -> None:
-    raw = frames.encode_return(channel, code, text, exchange, routing_key)
-    built = frames.make_method(
+    raw = basic_codec.encode_return(channel, code, text, exchange, routing_key)
+    built = method_codec.make_method(
         commands.Basic.Return,
         reply_code=code,
         reply_text=text,
@@ -311,13 +312,13 @@ def test_every_method_agrees_with_pamqp_both_ways(
     fields = {
         name: data.draw(_FIELD_VALUES[cls.amqp_type(name)], label=name) for name in cls.__slots__
     }
-    method = frames.make_method(cls, **fields)
-    ours = frames.encode_method(9, method)
+    method = method_codec.make_method(cls, **fields)
+    ours = method_codec.encode_method(9, method)
     theirs = _pamqp_marshal(9, method)
     # pamqp decodes our bytes and we decode pamqp's to the same fields.
     assert _norm(dict(_pamqp_unmarshal(ours)[1])) == _norm(fields)
-    decoded = frames.decode_method(theirs[7:-1])
-    assert type(decoded) is cls and frames.method_key(theirs[7:-1]) == index
+    decoded = method_codec.decode_method(theirs[7:-1])
+    assert type(decoded) is cls and framing.method_key(theirs[7:-1]) == index
     assert _norm(dict(decoded)) == _norm(fields)
     # Tables aside (pamqp re-types their values), the bytes are identical.
     if not any(cls.amqp_type(n) == "table" and fields[n] for n in cls.__slots__):
@@ -328,7 +329,7 @@ def test_every_method_agrees_with_pamqp_both_ways(
 @given(st.binary(max_size=64))
 def test_decode_method_random_bytes(payload: bytes) -> None:
     try:
-        frames.decode_method(payload)
+        method_codec.decode_method(payload)
     except errors.AMQPError as exc:
         assert exc.reply_code in (501, 540)
 
@@ -338,7 +339,7 @@ def test_decode_method_random_bytes(payload: bytes) -> None:
 def test_decode_method_garbage_fields(index: int, tail: bytes) -> None:
     payload = struct.pack(">I", index) + tail
     try:
-        method = frames.decode_method(payload)
+        method = method_codec.decode_method(payload)
     except errors.FrameError as exc:
         assert exc.reply_code == 501
     else:
@@ -346,10 +347,10 @@ def test_decode_method_garbage_fields(index: int, tail: bytes) -> None:
 
 
 _HOT_DECODERS = {
-    0x003C0028: (frames.decode_publish, ("exchange", "routing_key", "mandatory", "immediate")),
-    0x003C0050: (frames.decode_ack, ("delivery_tag", "multiple")),
-    0x003C0078: (frames.decode_nack, ("delivery_tag", "multiple", "requeue")),
-    0x003C005A: (frames.decode_reject, ("delivery_tag", "requeue")),
+    0x003C0028: (basic_codec.decode_publish, ("exchange", "routing_key", "mandatory", "immediate")),
+    0x003C0050: (basic_codec.decode_ack, ("delivery_tag", "multiple")),
+    0x003C0078: (basic_codec.decode_nack, ("delivery_tag", "multiple", "requeue")),
+    0x003C005A: (basic_codec.decode_reject, ("delivery_tag", "requeue")),
 }
 
 
@@ -364,11 +365,11 @@ def test_hot_decoders_random_bytes(key: int, tail: bytes) -> None:
         assert exc.reply_code == 501
         # The generic decoder refuses the same payloads.
         try:
-            frames.decode_method(payload)
+            method_codec.decode_method(payload)
         except errors.FrameError:
             return
         raise AssertionError("decode_method accepted what the fast path refused") from exc
-    method = frames.decode_method(payload)
+    method = method_codec.decode_method(payload)
     assert result == tuple(getattr(method, name) for name in names)
 
 
@@ -383,16 +384,16 @@ def _fits(fmt: str) -> st.SearchStrategy[int]:
 
 
 typed_leaves = st.one_of(
-    _fits(">b").map(properties.Byte),
-    _fits(">B").map(properties.UnsignedByte),
-    _fits(">h").map(properties.Short),
-    _fits(">H").map(properties.UnsignedShort),
-    _fits(">i").map(properties.SignedInt),
-    _fits(">I").map(properties.UnsignedInt),
-    _fits(">q").map(properties.Long),
+    _fits(">b").map(tables.Byte),
+    _fits(">B").map(tables.UnsignedByte),
+    _fits(">h").map(tables.Short),
+    _fits(">H").map(tables.UnsignedShort),
+    _fits(">i").map(tables.SignedInt),
+    _fits(">I").map(tables.UnsignedInt),
+    _fits(">q").map(tables.Long),
     _fits(">q"),  # a plain int is written as 'l'
-    st.floats(width=32, allow_nan=False).map(properties.Float),
-    st.floats(allow_nan=False).map(properties.Double),
+    st.floats(width=32, allow_nan=False).map(tables.Float),
+    st.floats(allow_nan=False).map(tables.Double),
     st.floats(allow_nan=False),  # a plain float is written as 'd'
     st.builds(
         lambda m, s: decimal.Decimal(f"{m}E-{s}"),
@@ -402,7 +403,7 @@ typed_leaves = st.one_of(
     st.text(max_size=20),
     st.binary(max_size=10).filter(lambda b: not _is_utf8(b)),  # non-UTF-8 'S'
     st.binary(max_size=10).map(bytearray),
-    u64.map(properties._timestamp),
+    u64.map(tables._timestamp),
     st.booleans(),
     st.none(),
 )
@@ -432,10 +433,10 @@ def _pamqp_table(body: bytes) -> Any:
 @SLOW
 @given(typed_tables)
 def test_table_codec_is_faithful_and_agrees_with_pamqp(table: dict[str, Any]) -> None:
-    raw = properties.encode_table(table)
-    ours = properties.decode_table(raw[4:])
+    raw = tables.encode_table(table)
+    ours = tables.decode_table(raw[4:])
     assert _norm(ours) == _norm(table)
-    assert properties.encode_table(ours) == raw  # byte for byte
+    assert tables.encode_table(ours) == raw  # byte for byte
     try:
         theirs = _pamqp_table(raw[4:])
     except (ValueError, OverflowError, OSError):
@@ -447,9 +448,9 @@ def test_table_codec_is_faithful_and_agrees_with_pamqp(table: dict[str, Any]) ->
 @given(pamqp_tables)
 def test_tables_pamqp_writes_round_trip_through_ours(table: dict[str, Any]) -> None:
     raw = encode.field_table(table)
-    ours = properties.decode_table(raw[4:])
+    ours = tables.decode_table(raw[4:])
     assert _norm(ours) == _norm(_pamqp_table(raw[4:]))
-    assert properties.encode_table(ours) == raw
+    assert tables.encode_table(ours) == raw
 
 
 # -------------------------------------------------------------- properties
@@ -539,7 +540,7 @@ def test_typed_properties_survive_a_rewrite(
 ) -> None:
     props = data.draw(basic_properties())
     props.headers = headers
-    props.timestamp = data.draw(u64.map(properties._timestamp))
+    props.timestamp = data.draw(u64.map(tables._timestamp))
     payload = properties.encode_header_payload(props, size)
     decoded = properties.decode_properties(payload)
     assert properties.encode_header_payload(decoded, size) == payload
@@ -608,13 +609,13 @@ def test_content_split_and_reassembled(
     body: bytes, frame_max: int, channel: int, props: commands.Basic.Properties
 ) -> None:
     hdr = properties.encode_header_payload(props, len(body))
-    raw = frames.encode_content(channel, hdr, body, frame_max)
-    reader = frames.FrameReader(frame_max)
+    raw = basic_codec.encode_content(channel, hdr, body, frame_max)
+    reader = FrameReader(frame_max)
     reader.feed(b"".join(raw))
     got = []
     while (f := reader.next_frame()) is not None:
         got.append(f)
-    assert got[0] == (frames.FRAME_HEADER, channel, hdr)
+    assert got[0] == (framing.FRAME_HEADER, channel, hdr)
     pieces = [payload for frame_type, ch, payload in got[1:] if frame_type == 3 and ch == channel]
     assert len(pieces) == len(got) - 1 == -(-len(body) // (frame_max - 8))
     assert all(len(p) == frame_max - 8 for p in pieces[:-1])

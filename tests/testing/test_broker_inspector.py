@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from amqpbroker.broker import methods
+from amqpbroker.broker import publish
 from amqpbroker.testing import BrokerInspector, WaitTimeout
 
 
@@ -186,10 +186,10 @@ def test_a_missing_queue(amqp_inspector) -> None:
 
 
 def test_recording_stops_at_close(amqp_broker, amqp_vhost) -> None:
-    before = len(methods.PUBLISH_OBSERVERS)
+    before = len(publish.PUBLISH_OBSERVERS)
     with amqp_broker.inspect(amqp_vhost) as inspector:
-        assert len(methods.PUBLISH_OBSERVERS) == before + 1
-    assert len(methods.PUBLISH_OBSERVERS) == before
+        assert len(publish.PUBLISH_OBSERVERS) == before + 1
+    assert len(publish.PUBLISH_OBSERVERS) == before
     inspector.close()  # idempotent
 
 

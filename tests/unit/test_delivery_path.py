@@ -14,20 +14,21 @@ from pamqp import commands
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.session import Session
 from amqpbroker.config import Settings
-from amqpbroker.protocol import frames
+from amqpbroker.protocol import basic_codec, framing, method_codec
+from amqpbroker.protocol.reader import FrameReader
 
 
 def _method(channel: int, method: object) -> bytes:
-    return frames.encode_method(channel, method)  # type: ignore[arg-type]
+    return method_codec.encode_method(channel, method)  # type: ignore[arg-type]
 
 
 def _open(broker: Broker, port: int, channels: tuple[int, ...], frame_max: int) -> Session:
     session = Session(broker, f"127.0.0.1:{port}")
-    session.receive_data(frames.PROTOCOL_HEADER)
+    session.receive_data(framing.PROTOCOL_HEADER)
     session.receive_data(
         _method(
             0,
-            frames.make_method(
+            method_codec.make_method(
                 commands.Connection.StartOk,
                 mechanism="PLAIN",
                 response="\0guest\0guest",
@@ -38,14 +39,16 @@ def _open(broker: Broker, port: int, channels: tuple[int, ...], frame_max: int) 
     session.receive_data(
         _method(
             0,
-            frames.make_method(
+            method_codec.make_method(
                 commands.Connection.TuneOk, channel_max=2047, frame_max=frame_max, heartbeat=0
             ),
         )
     )
-    session.receive_data(_method(0, frames.make_method(commands.Connection.Open, virtual_host="/")))
+    session.receive_data(
+        _method(0, method_codec.make_method(commands.Connection.Open, virtual_host="/"))
+    )
     for channel in channels:
-        session.receive_data(_method(channel, frames.make_method(commands.Channel.Open)))
+        session.receive_data(_method(channel, method_codec.make_method(commands.Channel.Open)))
     session.proto.take_output()
     return session
 
@@ -54,9 +57,9 @@ def _publish(channel: int, routing_key: str, header: bytes, body: bytes) -> byte
     method = struct.pack(">HHH", 60, 40, 0) + b"\x01x" + bytes((len(routing_key),))
     method += routing_key.encode() + b"\x00"
     return (
-        frames.encode_frame(frames.FRAME_METHOD, channel, method)
-        + frames.encode_frame(frames.FRAME_HEADER, channel, header)
-        + frames.encode_frame(frames.FRAME_BODY, channel, body)
+        framing.encode_frame(framing.FRAME_METHOD, channel, method)
+        + framing.encode_frame(framing.FRAME_HEADER, channel, header)
+        + framing.encode_frame(framing.FRAME_BODY, channel, body)
     )
 
 
@@ -77,18 +80,21 @@ def test_deliveries_are_what_the_encoder_builds(frame_max: int, no_ack: bool) ->
     consumer = _open(broker, 2, (1, 2), frame_max)
     publisher.receive_data(
         _method(
-            1, frames.make_method(commands.Exchange.Declare, exchange="x", exchange_type="direct")
+            1,
+            method_codec.make_method(
+                commands.Exchange.Declare, exchange="x", exchange_type="direct"
+            ),
         )
     )
     for queue, channel in (("q1", 1), ("q2", 2)):
         consumer.receive_data(
-            _method(channel, frames.make_method(commands.Queue.Declare, queue=queue))
+            _method(channel, method_codec.make_method(commands.Queue.Declare, queue=queue))
         )
         for key in ("a", "bb"):
             consumer.receive_data(
                 _method(
                     channel,
-                    frames.make_method(
+                    method_codec.make_method(
                         commands.Queue.Bind, queue=queue, exchange="x", routing_key=key
                     ),
                 )
@@ -96,7 +102,7 @@ def test_deliveries_are_what_the_encoder_builds(frame_max: int, no_ack: bool) ->
         consumer.receive_data(
             _method(
                 channel,
-                frames.make_method(
+                method_codec.make_method(
                     commands.Basic.Consume,
                     queue=queue,
                     consumer_tag=f"tag-{channel}",
@@ -122,21 +128,21 @@ def test_deliveries_are_what_the_encoder_builds(frame_max: int, no_ack: bool) ->
     out = consumer.proto.take_output()
     expected = b""
     for tag, (routing_key, header, body) in enumerate(sent, start=1):
-        expected += frames.encode_delivery(
+        expected += basic_codec.encode_delivery(
             1, "tag-1", tag, False, "x", routing_key, header, body, frame_max
         )
     for tag, (routing_key, header, body) in enumerate(sent, start=1):
-        expected += frames.encode_delivery(
+        expected += basic_codec.encode_delivery(
             2, "tag-2", tag, False, "x", routing_key, header, body, frame_max
         )
 
     # Per channel the deliveries are in order; the two channels interleave per message.
     def per_channel(stream: bytes) -> dict[int, list[bytes]]:
-        reader = frames.FrameReader(frame_max=0)
+        reader = FrameReader(frame_max=0)
         reader.feed(stream)
         found: dict[int, list[bytes]] = {}
         while (frame := reader.next_frame()) is not None:
-            found.setdefault(frame[1], []).append(frames.encode_frame(*frame))
+            found.setdefault(frame[1], []).append(framing.encode_frame(*frame))
         return found
 
     assert per_channel(out) == per_channel(expected)
@@ -149,24 +155,31 @@ def test_multiple_ack_settles_runs_of_queues_and_consumers() -> None:
     consumer = _open(broker, 2, (1,), 131072)
     publisher.receive_data(
         _method(
-            1, frames.make_method(commands.Exchange.Declare, exchange="x", exchange_type="direct")
+            1,
+            method_codec.make_method(
+                commands.Exchange.Declare, exchange="x", exchange_type="direct"
+            ),
         )
     )
     # Two consumers of q1 and one of q2 on one channel; q1 round-robins, so the
     # unacked deliveries alternate between queues and consumers in runs of 1 and 2.
     for queue in ("q1", "q2"):
-        consumer.receive_data(_method(1, frames.make_method(commands.Queue.Declare, queue=queue)))
+        consumer.receive_data(
+            _method(1, method_codec.make_method(commands.Queue.Declare, queue=queue))
+        )
         consumer.receive_data(
             _method(
                 1,
-                frames.make_method(
+                method_codec.make_method(
                     commands.Queue.Bind, queue=queue, exchange="x", routing_key=queue
                 ),
             )
         )
     for tag, queue in (("a", "q1"), ("b", "q1"), ("c", "q2")):
         consumer.receive_data(
-            _method(1, frames.make_method(commands.Basic.Consume, queue=queue, consumer_tag=tag))
+            _method(
+                1, method_codec.make_method(commands.Basic.Consume, queue=queue, consumer_tag=tag)
+            )
         )
     header = _header(b"m", "id")
     keys = ["q1", "q1", "q2", "q2", "q1", "q2", "q1", "q1"]
@@ -189,15 +202,15 @@ def test_multiple_ack_settles_runs_of_queues_and_consumers() -> None:
 
 def _deliveries(stream: bytes) -> list[tuple[int, bytes]]:
     """(delivery tag, body) of each basic.deliver in ``stream``."""
-    reader = frames.FrameReader(frame_max=0)
+    reader = FrameReader(frame_max=0)
     reader.feed(stream)
     found: list[tuple[int, bytes]] = []
     tag = 0
     while (frame := reader.next_frame()) is not None:
         frame_type, _channel, payload = frame
-        if frame_type == frames.FRAME_METHOD and payload[:4] == b"\x00\x3c\x00\x3c":
+        if frame_type == framing.FRAME_METHOD and payload[:4] == b"\x00\x3c\x00\x3c":
             tag = struct.unpack_from(">Q", payload, 5 + payload[4])[0]
-        elif frame_type == frames.FRAME_BODY:
+        elif frame_type == framing.FRAME_BODY:
             found.append((tag, payload))
     return found
 
@@ -208,18 +221,25 @@ def _burst_setup(*methods: object) -> tuple[Broker, Session, Session]:
     consumer = _open(broker, 2, (1,), 131072)
     publisher.receive_data(
         _method(
-            1, frames.make_method(commands.Exchange.Declare, exchange="x", exchange_type="direct")
+            1,
+            method_codec.make_method(
+                commands.Exchange.Declare, exchange="x", exchange_type="direct"
+            ),
         )
     )
-    consumer.receive_data(_method(1, frames.make_method(commands.Queue.Declare, queue="q")))
+    consumer.receive_data(_method(1, method_codec.make_method(commands.Queue.Declare, queue="q")))
     consumer.receive_data(
         _method(
-            1, frames.make_method(commands.Queue.Bind, queue="q", exchange="x", routing_key="k")
+            1,
+            method_codec.make_method(commands.Queue.Bind, queue="q", exchange="x", routing_key="k"),
         )
     )
     consumer.receive_data(
         _method(
-            1, frames.make_method(commands.Basic.Consume, queue="q", consumer_tag="c", no_ack=True)
+            1,
+            method_codec.make_method(
+                commands.Basic.Consume, queue="q", consumer_tag="c", no_ack=True
+            ),
         )
     )
     for method in methods:
@@ -230,34 +250,34 @@ def _burst_setup(*methods: object) -> tuple[Broker, Session, Session]:
 
 
 def test_a_burst_of_equal_publishes_is_routed_and_confirmed_one_by_one() -> None:
-    _broker, publisher, consumer = _burst_setup(frames.make_method(commands.Confirm.Select))
+    _broker, publisher, consumer = _burst_setup(method_codec.make_method(commands.Confirm.Select))
     header = _header(b"xxxx", "same")
     bodies = [b"%04d" % i for i in range(50)]
     # Equal up to the body: one run; then an unroutable mandatory one, then a run again.
     data = b"".join(_publish(1, "k", header, body) for body in bodies[:30])
     method = struct.pack(">HHH", 60, 40, 0) + b"\x01x\x04none\x01"  # mandatory
     data += (
-        frames.encode_frame(frames.FRAME_METHOD, 1, method)
-        + frames.encode_frame(frames.FRAME_HEADER, 1, header)
-        + frames.encode_frame(frames.FRAME_BODY, 1, b"lost")
+        framing.encode_frame(framing.FRAME_METHOD, 1, method)
+        + framing.encode_frame(framing.FRAME_HEADER, 1, header)
+        + framing.encode_frame(framing.FRAME_BODY, 1, b"lost")
     )
     data += b"".join(_publish(1, "k", header, body) for body in bodies[30:])
     publisher.receive_data(data)
     assert _deliveries(consumer.proto.take_output()) == list(enumerate(bodies, start=1))
     out = publisher.proto.take_output()
     # basic.return for the unroutable one, and one multiple ack for all 51.
-    assert frames.encode_return(1, 312, "NO_ROUTE", "x", "none") in out
-    assert out.endswith(frames.encode_basic_ack(1, 51, True))
+    assert basic_codec.encode_return(1, 312, "NO_ROUTE", "x", "none") in out
+    assert out.endswith(basic_codec.encode_basic_ack(1, 51, True))
     assert publisher.channels[1].published == 51
 
 
 def test_a_burst_in_a_transaction_waits_for_the_commit() -> None:
-    _broker, publisher, consumer = _burst_setup(frames.make_method(commands.Tx.Select))
+    _broker, publisher, consumer = _burst_setup(method_codec.make_method(commands.Tx.Select))
     header = _header(b"xx", "tx")
     bodies = [b"%02d" % i for i in range(20)]
     publisher.receive_data(b"".join(_publish(1, "k", header, body) for body in bodies))
     assert consumer.proto.take_output() == b""
-    publisher.receive_data(_method(1, frames.make_method(commands.Tx.Commit)))
+    publisher.receive_data(_method(1, method_codec.make_method(commands.Tx.Commit)))
     assert _deliveries(consumer.proto.take_output()) == list(enumerate(bodies, start=1))
 
 
@@ -266,20 +286,20 @@ def test_a_burst_to_a_missing_exchange_closes_the_channel_once() -> None:
     header = _header(b"xx", "gone")
     method = struct.pack(">HHH", 60, 40, 0) + b"\x04gone\x01k\x00"
     one = (
-        frames.encode_frame(frames.FRAME_METHOD, 1, method)
-        + frames.encode_frame(frames.FRAME_HEADER, 1, header)
-        + frames.encode_frame(frames.FRAME_BODY, 1, b"xx")
+        framing.encode_frame(framing.FRAME_METHOD, 1, method)
+        + framing.encode_frame(framing.FRAME_HEADER, 1, header)
+        + framing.encode_frame(framing.FRAME_BODY, 1, b"xx")
     )
     publisher.receive_data(one * 10 + _publish(1, "k", header, b"yy"))
     out = publisher.proto.take_output()
-    close = frames.make_method(
+    close = method_codec.make_method(
         commands.Channel.Close,
         reply_code=404,
         reply_text="NOT_FOUND - no exchange 'gone' in vhost '/'",
         class_id=60,
         method_id=40,
     )
-    assert out == frames.encode_method(1, close)
+    assert out == method_codec.encode_method(1, close)
     assert consumer.proto.take_output() == b""  # the publish after it was dropped too
 
 

@@ -13,19 +13,20 @@ import pytest
 from pamqp import commands, encode, frame, header
 
 from amqpbroker import errors
-from amqpbroker.protocol import frames, properties
+from amqpbroker.protocol import basic_codec, framing, method_codec, properties, tables
+from amqpbroker.protocol.reader import FrameReader, content_body, content_body_size
 
 # ------------------------------------------------------------------ constants
 
 
 def test_constants_match_the_spec() -> None:
-    assert (frames.FRAME_METHOD, frames.FRAME_HEADER, frames.FRAME_BODY) == (1, 2, 3)
-    assert frames.FRAME_HEARTBEAT == 8
-    assert frames.FRAME_END == 0xCE
-    assert frames.FRAME_OVERHEAD == 8
-    assert frames.PROTOCOL_HEADER == b"AMQP\x00\x00\x09\x01"
-    assert frame.marshal(frame.heartbeat.Heartbeat(), 0) == frames.HEARTBEAT_FRAME
-    assert frames.encode_frame(frames.FRAME_HEARTBEAT, 0, b"") == frames.HEARTBEAT_FRAME
+    assert (framing.FRAME_METHOD, framing.FRAME_HEADER, framing.FRAME_BODY) == (1, 2, 3)
+    assert framing.FRAME_HEARTBEAT == 8
+    assert framing.FRAME_END == 0xCE
+    assert framing.FRAME_OVERHEAD == 8
+    assert framing.PROTOCOL_HEADER == b"AMQP\x00\x00\x09\x01"
+    assert frame.marshal(frame.heartbeat.Heartbeat(), 0) == framing.HEARTBEAT_FRAME
+    assert framing.encode_frame(framing.FRAME_HEARTBEAT, 0, b"") == framing.HEARTBEAT_FRAME
 
 
 # -------------------------------------------------------------- frame reader
@@ -36,8 +37,8 @@ def _frame(frame_type: int, channel: int, payload: bytes, end: int = 0xCE) -> by
 
 
 def test_reader_returns_frames_and_none_when_incomplete() -> None:
-    reader = frames.FrameReader()
-    data = _frame(1, 5, b"\x00\x3c\x00\x50" + b"\x00" * 9) + frames.HEARTBEAT_FRAME
+    reader = FrameReader()
+    data = _frame(1, 5, b"\x00\x3c\x00\x50" + b"\x00" * 9) + framing.HEARTBEAT_FRAME
     reader.feed(data[:10])
     assert reader.next_frame() is None
     assert reader.buffered == 10
@@ -50,7 +51,7 @@ def test_reader_returns_frames_and_none_when_incomplete() -> None:
 
 def test_reader_handles_byte_by_byte_feeding() -> None:
     data = _frame(3, 1, b"hello") + _frame(3, 1, b"") + _frame(2, 1, bytes(14))
-    reader = frames.FrameReader()
+    reader = FrameReader()
     got = []
     for i in range(len(data)):
         reader.feed(data[i : i + 1])
@@ -70,7 +71,7 @@ def test_reader_splits_small_and_long_frames_fed_in_any_pieces(piece: int, kind:
     if piece == 1:
         payloads = payloads[:5]  # byte by byte only through the first frames
     data = b"".join(_frame(3, 1, p) for p in payloads)
-    reader = frames.FrameReader(frame_max=0)
+    reader = FrameReader(frame_max=0)
     got = []
     for i in range(0, len(data), piece):
         reader.feed(kind(data[i : i + piece]))
@@ -82,7 +83,7 @@ def test_reader_splits_small_and_long_frames_fed_in_any_pieces(piece: int, kind:
 
 
 def test_reader_compacts_instead_of_growing() -> None:
-    reader = frames.FrameReader()
+    reader = FrameReader()
     one = _frame(3, 1, b"x" * 1000)
     for _ in range(500):
         reader.feed(one)
@@ -93,7 +94,7 @@ def test_reader_compacts_instead_of_growing() -> None:
 
 
 def test_frame_over_frame_max_is_refused_from_its_header_alone() -> None:
-    reader = frames.FrameReader(frame_max=4096)
+    reader = FrameReader(frame_max=4096)
     reader.feed(struct.pack(">BHI", 3, 1, 4097))  # only the 7-byte header
     with pytest.raises(errors.FrameError) as info:
         reader.next_frame()
@@ -107,13 +108,13 @@ def test_frame_over_frame_max_is_refused_from_its_header_alone() -> None:
 def test_frame_max_allows_rabbitmqs_eight_byte_fudge() -> None:
     # rabbit_reader: PayloadSize > FrameMax - 8 + 8 is too large, so a payload of
     # exactly frame_max bytes (a frame 8 bytes over) still passes, as in RabbitMQ.
-    reader = frames.FrameReader(frame_max=4096)
+    reader = FrameReader(frame_max=4096)
     reader.feed(_frame(3, 1, b"y" * 4096))
     assert reader.next_frame() == (3, 1, b"y" * 4096)
 
 
 def test_frame_max_is_settable_and_zero_means_unlimited() -> None:
-    reader = frames.FrameReader(frame_max=4096)
+    reader = FrameReader(frame_max=4096)
     reader.frame_max = 0
     reader.feed(_frame(3, 1, b"z" * 200_000))
     assert reader.next_frame() == (3, 1, b"z" * 200_000)
@@ -124,7 +125,7 @@ def test_frame_max_is_settable_and_zero_means_unlimited() -> None:
 
 
 def test_bad_frame_end_is_a_frame_error() -> None:
-    reader = frames.FrameReader()
+    reader = FrameReader()
     reader.feed(_frame(3, 1, b"abc", end=0x36))
     with pytest.raises(errors.FrameError) as info:
         reader.next_frame()
@@ -134,7 +135,7 @@ def test_bad_frame_end_is_a_frame_error() -> None:
 
 
 def test_error_snippet_is_first_16_octets_as_rabbitmq_prints_them() -> None:
-    reader = frames.FrameReader()
+    reader = FrameReader()
     payload = bytes([1, 0, 0, 0, 22, 0, 60, 0, 40, 0, 0, 13, 111, 114, 100, 101]) + b"rest"
     reader.feed(_frame(3, 1, payload, end=54))
     with pytest.raises(errors.FrameError) as info:
@@ -157,7 +158,7 @@ def test_error_snippet_is_first_16_octets_as_rabbitmq_prints_them() -> None:
     ],
 )
 def test_frames_rabbitmq_cannot_analyse_are_unknown_frame(frame_type: int, payload: bytes) -> None:
-    reader = frames.FrameReader()
+    reader = FrameReader()
     reader.feed(_frame(frame_type, 1, payload))
     with pytest.raises(errors.FrameError) as info:
         reader.next_frame()
@@ -172,9 +173,9 @@ def test_frames_rabbitmq_cannot_analyse_are_unknown_frame(frame_type: int, paylo
 
 def test_method_key() -> None:
     payload = frame.marshal(commands.Basic.Publish(), 1)[7:-1]
-    assert frames.method_key(payload) == (60 << 16) | 40 == commands.Basic.Publish.index
+    assert framing.method_key(payload) == (60 << 16) | 40 == commands.Basic.Publish.index
     with pytest.raises(errors.FrameError, match="unknown_frame"):
-        frames.method_key(b"\x00\x3c")
+        framing.method_key(b"\x00\x3c")
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Basic.RecoverAsync
@@ -186,16 +187,16 @@ def test_decode_method_every_pamqp_class_with_defaults() -> None:
         except TypeError:  # pamqp cannot encode its own None defaults for a few
             continue
         payload = raw[7:-1]
-        decoded = frames.decode_method(payload)
+        decoded = method_codec.decode_method(payload)
         assert type(decoded) is cls
         assert dict(decoded) == dict(method), cls.name
-        assert frames.encode_method(1, decoded) == raw, cls.name
-        assert frames.method_key(payload) == index
+        assert method_codec.encode_method(1, decoded) == raw, cls.name
+        assert framing.method_key(payload) == index
 
 
 def test_decode_method_unknown_method_is_not_implemented() -> None:
     with pytest.raises(errors.NotImplemented_) as info:
-        frames.decode_method(b"\x00\x3c\x00\x63")
+        method_codec.decode_method(b"\x00\x3c\x00\x63")
     assert info.value.reply_code == 540
     assert (info.value.class_id, info.value.method_id) == (60, 99)
 
@@ -203,7 +204,7 @@ def test_decode_method_unknown_method_is_not_implemented() -> None:
 def test_decode_method_truncated_fields_cannot_decode() -> None:
     payload = frame.marshal(commands.Queue.Declare(queue="orders"), 1)[7:-1]
     with pytest.raises(errors.FrameError) as info:
-        frames.decode_method(payload[:-3])
+        method_codec.decode_method(payload[:-3])
     err = info.value
     assert err.reply_code == 501
     assert (err.class_id, err.method_id) == (50, 10)
@@ -214,20 +215,20 @@ def test_decode_method_trailing_bytes_cannot_decode() -> None:
     # RabbitMQ's generated decoder matches the binary exactly; pamqp ignores extra bytes.
     payload = frame.marshal(commands.Basic.Qos(prefetch_count=10), 1)[7:-1]
     with pytest.raises(errors.FrameError, match="cannot decode"):
-        frames.decode_method(payload + b"\x00")
+        method_codec.decode_method(payload + b"\x00")
 
 
 def test_decode_method_bad_utf8_shortstr() -> None:
     payload = b"\x00\x32\x00\x0a\x00\x00\x02\xff\xfe" + b"\x00" + b"\x00\x00\x00\x00"
     with pytest.raises(errors.FrameError) as info:
-        frames.decode_method(payload)
+        method_codec.decode_method(payload)
     assert info.value.text == "Malformed UTF-8 in shortstr"
 
 
 def test_cannot_decode_text_fits_a_short_string() -> None:
     payload = frame.marshal(commands.Basic.Qos(), 1)[7:-1] + b"\xff" * 5000
     with pytest.raises(errors.FrameError) as info:
-        frames.decode_method(payload)
+        method_codec.decode_method(payload)
     assert len(info.value.reply_text.encode()) <= 255
     assert info.value.reply_text.endswith("...")
 
@@ -235,23 +236,23 @@ def test_cannot_decode_text_fits_a_short_string() -> None:
 def test_decode_method_tables_keep_wire_types() -> None:
     args = b"\x0cx-max-lengthI\x00\x00\x07\xd0"
     payload = b"\x00\x32\x00\x0a\x00\x00\x01q\x00" + struct.pack(">I", len(args)) + args
-    method = frames.decode_method(payload)
+    method = method_codec.decode_method(payload)
     assert isinstance(method, commands.Queue.Declare)
     value = method.arguments["x-max-length"]
-    assert value == 2000 and type(value) is properties.SignedInt  # RabbitMQ: 'signedint'
+    assert value == 2000 and type(value) is tables.SignedInt  # RabbitMQ: 'signedint'
 
 
 def test_make_method_and_encode_method_accept_names_pamqp_refuses() -> None:
     with pytest.raises(ValueError):
         commands.Queue.DeclareOk(queue="café ☕", message_count=1, consumer_count=0)
-    method = frames.make_method(commands.Queue.DeclareOk, queue="café ☕", message_count=3)
-    raw = frames.encode_method(7, method)
+    method = method_codec.make_method(commands.Queue.DeclareOk, queue="café ☕", message_count=3)
+    raw = method_codec.encode_method(7, method)
     _, channel, decoded = frame.unmarshal(raw)
     assert channel == 7
     assert isinstance(decoded, commands.Queue.DeclareOk)
     assert (decoded.queue, decoded.message_count, decoded.consumer_count) == ("café ☕", 3, 0)
     with pytest.raises(TypeError):
-        frames.make_method(commands.Queue.DeclareOk, nope=1)
+        method_codec.make_method(commands.Queue.DeclareOk, nope=1)
 
 
 def test_encode_method_packs_more_than_eight_bits() -> None:
@@ -262,8 +263,8 @@ def test_encode_method_packs_more_than_eight_bits() -> None:
             locals()[f"_b{i}"] = "bit"
         del i
 
-    method = frames.make_method(Nine, **{f"b{i}": True for i in range(9)})
-    raw = frames.encode_method(1, method)
+    method = method_codec.make_method(Nine, **{f"b{i}": True for i in range(9)})
+    raw = method_codec.encode_method(1, method)
     assert raw[7 + 4 : -1] == b"\xff\x01"
 
 
@@ -274,8 +275,8 @@ def test_decode_publish() -> None:
     payload = frame.marshal(
         commands.Basic.Publish(exchange="amq.topic", routing_key="a.b", mandatory=True), 1
     )[7:-1]
-    assert frames.decode_publish(payload) == ("amq.topic", "a.b", True, False)
-    assert frames.decode_publish(payload) == ("amq.topic", "a.b", True, False)  # cached
+    assert basic_codec.decode_publish(payload) == ("amq.topic", "a.b", True, False)
+    assert basic_codec.decode_publish(payload) == ("amq.topic", "a.b", True, False)  # cached
 
 
 @pytest.mark.parametrize(
@@ -290,13 +291,13 @@ def test_decode_publish() -> None:
 )
 def test_decode_publish_malformed(payload: bytes) -> None:
     with pytest.raises(errors.FrameError) as info:
-        frames.decode_publish(payload)
+        basic_codec.decode_publish(payload)
     assert info.value.reply_code == 501
 
 
 def test_decode_publish_bad_utf8() -> None:
     with pytest.raises(errors.FrameError, match="Malformed UTF-8"):
-        frames.decode_publish(b"\x00\x3c\x00\x28\x00\x00\x01\xff\x00\x00")
+        basic_codec.decode_publish(b"\x00\x3c\x00\x28\x00\x00\x01\xff\x00\x00")
 
 
 def test_ack_nack_reject_decoders() -> None:
@@ -304,10 +305,10 @@ def test_ack_nack_reject_decoders() -> None:
     ack = frame.marshal(commands.Basic.Ack(tag, True), 1)[7:-1]
     nack = frame.marshal(commands.Basic.Nack(tag, False, True), 1)[7:-1]
     reject = frame.marshal(commands.Basic.Reject(tag, True), 1)[7:-1]
-    assert frames.decode_ack(ack) == (tag, True)
-    assert frames.decode_nack(nack) == (tag, False, True)
-    assert frames.decode_reject(reject) == (tag, True)
-    for fn, payload in ((frames.decode_ack, ack), (frames.decode_nack, nack)):
+    assert basic_codec.decode_ack(ack) == (tag, True)
+    assert basic_codec.decode_nack(nack) == (tag, False, True)
+    assert basic_codec.decode_reject(reject) == (tag, True)
+    for fn, payload in ((basic_codec.decode_ack, ack), (basic_codec.decode_nack, nack)):
         with pytest.raises(errors.FrameError):
             fn(payload[:-1])
         with pytest.raises(errors.FrameError):
@@ -315,22 +316,22 @@ def test_ack_nack_reject_decoders() -> None:
 
 
 def test_encoders_match_pamqp_bytes() -> None:
-    assert frames.encode_deliver(3, "ctag", 9, True, "ex", "rk") == frame.marshal(
+    assert basic_codec.encode_deliver(3, "ctag", 9, True, "ex", "rk") == frame.marshal(
         commands.Basic.Deliver("ctag", 9, True, "ex", "rk"), 3
     )
-    assert frames.encode_get_ok(3, 9, False, "ex", "rk", 17) == frame.marshal(
+    assert basic_codec.encode_get_ok(3, 9, False, "ex", "rk", 17) == frame.marshal(
         commands.Basic.GetOk(9, False, "ex", "rk", 17), 3
     )
-    assert frames.encode_return(3, 312, "NO_ROUTE", "ex", "rk") == frame.marshal(
+    assert basic_codec.encode_return(3, 312, "NO_ROUTE", "ex", "rk") == frame.marshal(
         commands.Basic.Return(312, "NO_ROUTE", "ex", "rk"), 3
     )
-    assert frames.encode_basic_ack(3, 2**63 - 1, True) == frame.marshal(
+    assert basic_codec.encode_basic_ack(3, 2**63 - 1, True) == frame.marshal(
         commands.Basic.Ack(2**63 - 1, True), 3
     )
-    assert frames.encode_basic_nack(3, 5, False) == frame.marshal(
+    assert basic_codec.encode_basic_nack(3, 5, False) == frame.marshal(
         commands.Basic.Nack(5, False, False), 3
     )
-    assert frames.encode_basic_nack(3, 5, True, requeue=True) == frame.marshal(
+    assert basic_codec.encode_basic_nack(3, 5, True, requeue=True) == frame.marshal(
         commands.Basic.Nack(5, True, True), 3
     )
 
@@ -341,20 +342,20 @@ def test_encoders_match_pamqp_bytes() -> None:
 )
 def test_encode_delivery_is_deliver_then_content(body: bytes, frame_max: int) -> None:
     content_header = frame.marshal(header.ContentHeader(0, len(body)), 3)[7:-1]
-    expected = frames.encode_deliver(3, "ctag", 9, True, "ex", "rk") + b"".join(
-        frames.encode_content(3, content_header, body, frame_max)
+    expected = basic_codec.encode_deliver(3, "ctag", 9, True, "ex", "rk") + b"".join(
+        basic_codec.encode_content(3, content_header, body, frame_max)
     )
     assert (
-        frames.encode_delivery(3, "ctag", 9, True, "ex", "rk", content_header, body, frame_max)
+        basic_codec.encode_delivery(3, "ctag", 9, True, "ex", "rk", content_header, body, frame_max)
         == expected
     )
 
 
 def test_delivery_tags_are_unsigned_64_bit() -> None:
     # AMQP longlong is unsigned (RabbitMQ: 64/unsigned); pamqp 4.0.1 reads it signed.
-    raw = frames.encode_deliver(1, "t", 2**64 - 1, False, "", "q")
-    assert frames.decode_method(raw[7:-1]).delivery_tag == 2**64 - 1
-    assert frames.decode_ack(frames.encode_basic_ack(1, 2**64 - 1, False)[7:-1]) == (
+    raw = basic_codec.encode_deliver(1, "t", 2**64 - 1, False, "", "q")
+    assert method_codec.decode_method(raw[7:-1]).delivery_tag == 2**64 - 1
+    assert basic_codec.decode_ack(basic_codec.encode_basic_ack(1, 2**64 - 1, False)[7:-1]) == (
         2**64 - 1,
         False,
     )
@@ -364,21 +365,21 @@ def test_delivery_tags_are_unsigned_64_bit() -> None:
 
 def test_short_strings_over_255_bytes_are_refused() -> None:
     with pytest.raises(ValueError):
-        frames.encode_deliver(1, "t", 1, False, "é" * 128, "")
-    frames.encode_deliver(1, "t", 1, False, "é" * 127 + "a", "b" * 255)
+        basic_codec.encode_deliver(1, "t", 1, False, "é" * 128, "")
+    basic_codec.encode_deliver(1, "t", 1, False, "é" * 127 + "a", "b" * 255)
 
 
 # --------------------------------------------------------------- content frames
 
 
 def _reassemble(raw: list[bytes], frame_max: int) -> tuple[bytes, list[bytes]]:
-    reader = frames.FrameReader(frame_max)
+    reader = FrameReader(frame_max)
     reader.feed(b"".join(raw))
     got = []
     while (f := reader.next_frame()) is not None:
         got.append(f)
-    assert got[0][0] == frames.FRAME_HEADER
-    assert all(t == frames.FRAME_BODY and ch == 4 for t, ch, _ in got[1:])
+    assert got[0][0] == framing.FRAME_HEADER
+    assert all(t == framing.FRAME_BODY and ch == 4 for t, ch, _ in got[1:])
     return got[0][2], [p for _, _, p in got[1:]]
 
 
@@ -386,7 +387,7 @@ def _reassemble(raw: list[bytes], frame_max: int) -> tuple[bytes, list[bytes]]:
 def test_encode_content_splits_at_frame_max_minus_8(size: int) -> None:
     body = bytes(i % 251 for i in range(size))
     hdr = properties.encode_header_payload(commands.Basic.Properties(), size)
-    raw = frames.encode_content(4, hdr, body, 4096)
+    raw = basic_codec.encode_content(4, hdr, body, 4096)
     got_header, pieces = _reassemble(raw, 4096)
     assert got_header == hdr
     assert b"".join(pieces) == body
@@ -396,7 +397,7 @@ def test_encode_content_splits_at_frame_max_minus_8(size: int) -> None:
 
 
 def test_encode_content_frame_max_zero_is_one_body_frame() -> None:
-    raw = frames.encode_content(4, properties.encode_header_payload(None, 5), b"hello", 0)  # type: ignore[arg-type]
+    raw = basic_codec.encode_content(4, properties.encode_header_payload(None, 5), b"hello", 0)  # type: ignore[arg-type]
     assert len(raw) == 2 and raw[1] == _frame(3, 4, b"hello")
 
 
@@ -486,7 +487,7 @@ def test_low_flag_bits_are_ignored_as_rabbitmq_does() -> None:
 
 def test_nul_field_type_is_refused_as_rabbitmq_does() -> None:
     with pytest.raises(errors.FrameError):
-        properties.decode_table(b"\x01k\x00")
+        tables.decode_table(b"\x01k\x00")
 
 
 def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
@@ -494,7 +495,7 @@ def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
     for _ in range(2000):
         table = b"\x01kF" + struct.pack(">I", len(table)) + table
     with pytest.raises(errors.FrameError):
-        properties.decode_table(table)
+        tables.decode_table(table)
 
 
 # ---------------------------------------------- fidelity where pamqp loses data
@@ -533,7 +534,7 @@ def test_properties_round_trip_byte_for_byte(name: str, fields: bytes) -> None:
 
 
 def test_pamqp_alone_would_change_these_bytes() -> None:
-    # The reason properties.py has its own table codec: documented pamqp 4.0.1 losses.
+    # The reason tables.py has its own table codec: documented pamqp 4.0.1 losses.
     long_count = _typed_header(b"\x05countl" + struct.pack(">q", 1))
     assert _pamqp_reencode(long_count) != long_count  # re-packed as 'b'
     double = _typed_header(b"\x01fd" + struct.pack(">d", 0.1))
@@ -555,7 +556,7 @@ def test_uppercase_L_is_normalised_to_l_like_rabbitmq() -> None:
 
 def test_plain_python_values_encode_as_rabbitmq_would_build_them() -> None:
     when = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
-    table = properties.encode_table(
+    table = tables.encode_table(
         {
             "count": 1,
             "ratio": 0.5,
@@ -567,9 +568,9 @@ def test_plain_python_values_encode_as_rabbitmq_would_build_them() -> None:
             "amount": decimal.Decimal("1.25"),
         }
     )
-    decoded = properties.decode_table(table[4:])
-    assert type(decoded["count"]) is properties.Long
-    assert type(decoded["ratio"]) is properties.Double
+    decoded = tables.decode_table(table[4:])
+    assert type(decoded["count"]) is tables.Long
+    assert type(decoded["ratio"]) is tables.Double
     assert decoded == {
         "count": 1,
         "ratio": 0.5,
@@ -607,9 +608,9 @@ def _publish(body: bytes, channel: int = 1, method: bytes = _PUBLISH, **content:
 
 @pytest.mark.parametrize("cls", [bytes, bytearray])
 def test_next_publish_takes_a_whole_publish(cls: type) -> None:
-    reader = frames.FrameReader()
+    reader = FrameReader()
     content = _content(b"hello", channel=3)
-    data = _publish(b"hello", channel=3) + frames.HEARTBEAT_FRAME
+    data = _publish(b"hello", channel=3) + framing.HEARTBEAT_FRAME
     # A long partial frame before it turns the buffer into a bytearray.
     if cls is bytearray:
         reader.feed(_frame(3, 3, b"y" * 5000)[:4200])
@@ -621,13 +622,13 @@ def test_next_publish_takes_a_whole_publish(cls: type) -> None:
     header = struct.pack(">HHQH", 60, 0, 5, 0)
     assert got == (3, _PUBLISH, header, content)
     assert got is not None and all(type(part) is bytes for part in got[1:])
-    assert frames.content_body(header, content) == b"hello"
-    assert frames.content_body_size(header, content) == 5
+    assert content_body(header, content) == b"hello"
+    assert content_body_size(header, content) == 5
     assert reader.next_frame() == (8, 0, b"")
 
 
 def test_unread_gives_a_publish_back() -> None:
-    reader = frames.FrameReader()
+    reader = FrameReader()
     data = _publish(b"hello")
     reader.feed(data)
     got = reader.next_publish(1000)
@@ -641,7 +642,7 @@ def test_next_publish_repeated_bytes_are_checked_as_the_first() -> None:
     # The second publish repeats the first one's bytes up to the body (the path
     # that skips the checks); what follows the body must still be a frame end, and
     # the limits still apply.
-    reader = frames.FrameReader()
+    reader = FrameReader()
     first = _publish(b"hello")
     reader.feed(first)
     assert reader.next_publish(1000) is not None
@@ -667,7 +668,7 @@ def _with_id(body: bytes, message_id: bytes, flags: int = 0x0080) -> bytes:
 def test_next_publish_same_up_to_the_properties() -> None:
     # Publishes that differ only in a property value (a message_id) take the path
     # that checks the flag bits and the body frame.
-    reader = frames.FrameReader()
+    reader = FrameReader()
     reader.feed(_with_id(b"hello", b"id-1") + _with_id(b"HELLO", b"id-2"))
     first = reader.next_publish(1000)
     second = reader.next_publish(1000)
@@ -694,17 +695,17 @@ def _split_body(data: bytes) -> bytes:
     ],
 )
 def test_next_publish_fast_paths_agree_with_the_general_one(data: bytes) -> None:
-    primed = frames.FrameReader()
+    primed = FrameReader()
     primed.feed(_with_id(b"hello", b"id-0"))
     assert primed.next_publish(1000) is not None
     primed.feed(data)
-    fresh = frames.FrameReader()
+    fresh = FrameReader()
     fresh.feed(data)
     assert _publishes(primed) == _publishes(fresh)
     assert primed.buffered == fresh.buffered
 
 
-def _publishes(reader: frames.FrameReader) -> list[tuple[int, bytes, bytes, bytes]]:
+def _publishes(reader: FrameReader) -> list[tuple[int, bytes, bytes, bytes]]:
     """Every publish the fast paths take, repeats included, as separate entries."""
     taken = []
     while (got := reader.next_publish(1000)) is not None:
@@ -714,7 +715,7 @@ def _publishes(reader: frames.FrameReader) -> list[tuple[int, bytes, bytes, byte
 
 
 def test_next_repeats_takes_the_whole_publishes_equal_up_to_the_body() -> None:
-    reader = frames.FrameReader()
+    reader = FrameReader()
     other = _publish(b"hello", method=_PUBLISH[:-1] + b"\x01")  # mandatory: not equal
     reader.feed(
         _publish(b"one..")
@@ -754,13 +755,13 @@ def test_next_repeats_takes_the_whole_publishes_equal_up_to_the_body() -> None:
         (_publish(b"hello", method=_PUBLISH + bytes(50)), 1000, 4095),  # tiny frame_max
         (_frame(1, 1, _PUBLISH) + _frame(2, 1, struct.pack(">HHQH", 60, 0, 10, 0))
          + _frame(3, 1, b"hello"), 1000, 0),  # body shorter than declared
-        (frames.HEARTBEAT_FRAME + _publish(b"hello"), 1000, 0),
+        (framing.HEARTBEAT_FRAME + _publish(b"hello"), 1000, 0),
     ],
 )  # fmt: skip
 def test_next_publish_leaves_anything_else_to_next_frame(
     data: bytes, max_body: int, frame_max: int
 ) -> None:
-    reader = frames.FrameReader(frame_max=frame_max)
+    reader = FrameReader(frame_max=frame_max)
     reader.feed(data)
     assert reader.next_publish(max_body) is None
     assert reader.buffered == len(data)

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import trio
 
-from amqpbroker.protocol.connection import SEND_AS_IS, AMQPConnection
+from amqpbroker.protocol.connection import AMQPConnection
+from amqpbroker.protocol.output import SEND_AS_IS
 from amqpbroker.server.server import _send_buffers
 
 BIG = b"B" * SEND_AS_IS

@@ -24,7 +24,7 @@ from amqpbroker.broker.queue_args import QueueOptions, options_from
 from amqpbroker.broker.ready import PriorityReady
 from amqpbroker.broker.timers import Timers
 from amqpbroker.config import Settings
-from amqpbroker.protocol import frames
+from amqpbroker.protocol import basic_codec
 from amqpbroker.protocol import properties as props
 
 
@@ -288,11 +288,11 @@ def test_refused_publishes_are_nacked_in_their_turn() -> None:
         channel.publish_accepted(seq)
     channel.flush_confirms()
     assert session.sent == [
-        frames.encode_basic_ack(1, 1, False),
-        frames.encode_basic_nack(1, 2, False),
-        frames.encode_basic_ack(1, 4, True),
-        frames.encode_basic_nack(1, 5, False),
-        frames.encode_basic_ack(1, 6, False),
+        basic_codec.encode_basic_ack(1, 1, False),
+        basic_codec.encode_basic_nack(1, 2, False),
+        basic_codec.encode_basic_ack(1, 4, True),
+        basic_codec.encode_basic_nack(1, 5, False),
+        basic_codec.encode_basic_ack(1, 6, False),
     ]
 
 
@@ -306,8 +306,8 @@ def test_a_refusal_waits_for_the_commit_before_it() -> None:
     channel.confirm_ready = 2  # the commit came: 1 and 2 are both decided
     channel.flush_confirms()
     assert session.sent == [
-        frames.encode_basic_ack(1, 1, False),
-        frames.encode_basic_nack(1, 2, False),
+        basic_codec.encode_basic_ack(1, 1, False),
+        basic_codec.encode_basic_nack(1, 2, False),
     ]
 
 
