@@ -1,10 +1,10 @@
 """Sans-IO AMQP 0-9-1 connection: bytes in, frames out, no sockets, no event loop.
 
 This object owns everything the wire protocol decides on its own: the protocol
-header, the start / tune / open handshake, the channel table (open, closing,
-closed), content assembly (publish method + header + body frames), heartbeat
-bookkeeping with time passed in, and the one place where an :class:`AMQPError`
-becomes ``channel.close`` or ``connection.close``.
+header, the start / tune / open handshake (its rules in handshake.py), the channel
+table (open, closing, closed; content assembly per channel in channel.py),
+heartbeat bookkeeping with time passed in, and the one place where an
+:class:`AMQPError` becomes ``channel.close`` or ``connection.close``.
 
 What a frame *means* to the broker is decided by a :class:`Handler` (the broker
 session), called synchronously: ``receive_data()`` parses and dispatches frame by
@@ -12,8 +12,8 @@ frame, so a channel closed by the handler while handling frame N already drops
 frame N+1 on that channel.
 
 Outgoing bytes accumulate in ``self.out`` (a list of ``bytes``): the I/O layer
-joins and sends them in one write per round (see PERFORMANCE-NOTES: one
-``send_all`` per batch, never one per frame).
+joins and sends them in one write per round (output.py; see PERFORMANCE-NOTES:
+one ``send_all`` per batch, never one per frame).
 
 Error handling: protocol violations raise inside ``receive_data()`` only as
 :class:`AMQPError` and are turned into close frames here; after a connection
@@ -23,7 +23,6 @@ and wait (bounded) for ``closed``.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -31,22 +30,12 @@ from typing import Any, Protocol
 from pamqp import commands
 
 from .. import errors
-from . import framing, method_codec, output
+from . import framing, handshake, method_codec, output
 from .channel import ChannelState
+from .handshake import CHANNEL_MAX, FRAME_MAX, HEARTBEAT, PRE_AUTH_FRAME_MAX, Phase
 from .reader import FrameReader
-from .sasl import parse_amqplain, parse_plain
 
 log = logging.getLogger("amqpbroker.protocol")
-
-# What we offer in connection.tune (RabbitMQ's defaults, see RABBITMQ.md).
-CHANNEL_MAX = 2047
-FRAME_MAX = 131072
-HEARTBEAT = 60
-# AMQP's minimum frame size: every peer must accept frames of this size.
-FRAME_MIN_SIZE = 4096
-# Before tune-ok nothing may be bigger than the minimum frame (a pre-auth limit:
-# an unauthenticated peer cannot make us buffer 128 KiB frames).
-PRE_AUTH_FRAME_MAX = FRAME_MIN_SIZE
 
 # Method keys ((class_id << 16) | method_id) the connection handles itself.
 _CONNECTION_START_OK = 0x000A000B
@@ -62,16 +51,6 @@ _CHANNEL_OPEN = 0x0014000A
 _CHANNEL_CLOSE = 0x00140028
 _CHANNEL_CLOSE_OK = 0x00140029
 _BASIC_PUBLISH = 0x003C0028
-
-
-class Phase(enum.Enum):
-    AWAIT_HEADER = "awaiting protocol header"
-    AWAIT_START_OK = "awaiting start-ok"
-    AWAIT_TUNE_OK = "awaiting tune-ok"
-    AWAIT_OPEN = "awaiting open"
-    OPEN = "open"
-    CLOSING = "closing"  # we sent connection.close, waiting for close-ok
-    CLOSED = "closed"
 
 
 class Handler(Protocol):
@@ -109,28 +88,6 @@ class Handler(Protocol):
 
     def on_connection_closed(self) -> None:
         """The connection is over (close handshake done or transport lost)."""
-
-
-def _server_properties(product: str, version: str, info: str) -> dict[str, Any]:
-    return {
-        "product": product,
-        "version": version,
-        "platform": "Python",
-        "copyright": "The amqpbroker authors",
-        "information": info,
-        "cluster_name": "amqpbroker@localhost",
-        "capabilities": {
-            "publisher_confirms": True,
-            "exchange_exchange_bindings": True,
-            "basic.nack": True,
-            "consumer_cancel_notify": True,
-            "connection.blocked": True,
-            "consumer_priorities": True,
-            "authentication_failure_close": True,
-            "per_consumer_qos": True,
-            "direct_reply_to": True,
-        },
-    }
 
 
 class AMQPConnection:
@@ -171,7 +128,7 @@ class AMQPConnection:
         self.close_reason: str | None = None
         self.last_received = now
         self.last_sent = now
-        self._server_properties = _server_properties(product, version, information)
+        self._server_properties = handshake.server_properties(product, version, information)
         self._header_buf = b""
 
     # ------------------------------------------------------------------ output
@@ -430,11 +387,7 @@ class AMQPConnection:
             raise errors.CommandInvalid(f"unknown authentication mechanism '{mechanism}'")
         user = self.handler.authenticate(mechanism, response)
         if user is None:
-            if mechanism == "EXTERNAL":
-                who = None
-            else:
-                who = parse_plain(response) if mechanism == "PLAIN" else parse_amqplain(response)
-            self.close_reason = f"login refused for user '{who[0] if who else '?'}'"
+            self.close_reason = handshake.login_refused_reason(mechanism, response)
             if self.wants("authentication_failure_close"):
                 self.close_connection(
                     errors.AMQPConnectionError(
@@ -459,29 +412,9 @@ class AMQPConnection:
         )
 
     def _on_tune_ok(self, method: Any) -> None:
-        frame_max = method.frame_max
-        server_max = self.server_frame_max
-        if server_max and (frame_max == 0 or frame_max > server_max):
-            raise errors.NotAllowed(
-                f"negotiated frame_max = {frame_max} is higher than the maximum allowed "
-                f"value ({server_max})"
-            )
-        if 0 < frame_max < FRAME_MIN_SIZE:
-            raise errors.NotAllowed(
-                f"negotiated frame_max = {frame_max} is lower than the minimum allowed "
-                f"value ({FRAME_MIN_SIZE})"
-            )
-        channel_max = method.channel_max
-        server_channels = self.server_channel_max
-        # As for frame_max, 0 ("no limit") is more than a limited server allows.
-        if server_channels and (channel_max == 0 or channel_max > server_channels):
-            raise errors.NotAllowed(
-                f"negotiated channel_max = {channel_max} is higher than the maximum "
-                f"allowed value ({server_channels})"
-            )
-        self.channel_max = channel_max
-        self.frame_max = frame_max or server_max
-        self.heartbeat = method.heartbeat
+        self.channel_max, self.frame_max, self.heartbeat = handshake.negotiate_tune(
+            method, self.server_channel_max, self.server_frame_max
+        )
         self.reader.frame_max = self.frame_max
         self.phase = Phase.AWAIT_OPEN
 
@@ -554,7 +487,7 @@ class AMQPConnection:
         if self.closing:
             return
         self.close_reason = exc.reply_text
-        if not _close_frame_allowed(self.phase, exc):
+        if not handshake.close_frame_allowed(self.phase, exc):
             self.phase = Phase.CLOSED  # the socket just closes; the reason is only logged
             return
         self.send_method(
@@ -613,23 +546,6 @@ class AMQPConnection:
         self.last_sent = now
 
 
-def _close_frame_allowed(phase: Phase, exc: errors.AMQPError) -> bool:
-    """Whether a failure in this phase is reported with connection.close.
-
-    Before connection.open-ok RabbitMQ 3.10 closes the socket without a word (checked
-    against a real broker: bad tune-ok values, an unknown mechanism, methods out of
-    order), except for a refused login when the client asked for
-    authentication_failure_close, and a refused connection.open (530).
-    """
-    if phase is Phase.AWAIT_START_OK:
-        return exc.reply_code == errors.ACCESS_REFUSED
-    if phase is Phase.AWAIT_TUNE_OK:
-        return False
-    if phase is Phase.AWAIT_OPEN:
-        return exc.reply_code == errors.NOT_ALLOWED
-    return phase is not Phase.AWAIT_HEADER
-
-
 def _short(text: str) -> str:
     """reply-text is a shortstr: at most 255 bytes of UTF-8."""
     data = text.encode("utf-8")
@@ -638,11 +554,4 @@ def _short(text: str) -> str:
     return data[:255].decode("utf-8", "ignore")
 
 
-__all__ = [
-    "CHANNEL_MAX",
-    "FRAME_MAX",
-    "HEARTBEAT",
-    "AMQPConnection",
-    "Handler",
-    "Phase",
-]
+__all__ = ["AMQPConnection", "Handler"]

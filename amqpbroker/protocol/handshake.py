@@ -1,0 +1,128 @@
+"""The rules of the connection handshake (start / tune / open), without its state.
+
+What the broker offers in connection.start and connection.tune, which tune-ok
+values it accepts, how a refused login is logged, and in which phase a failure is
+reported with connection.close rather than a bare socket close.  The connection
+(connection.py) runs the handshake and keeps its state; every decision here is
+a pure function of its arguments, checked against RabbitMQ 3.10.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from .. import errors
+from .sasl import parse_amqplain, parse_plain
+
+__all__ = [
+    "CHANNEL_MAX",
+    "FRAME_MAX",
+    "FRAME_MIN_SIZE",
+    "HEARTBEAT",
+    "PRE_AUTH_FRAME_MAX",
+    "Phase",
+    "close_frame_allowed",
+    "login_refused_reason",
+    "negotiate_tune",
+    "server_properties",
+]
+
+# What we offer in connection.tune (RabbitMQ's defaults, see RABBITMQ.md).
+CHANNEL_MAX = 2047
+FRAME_MAX = 131072
+HEARTBEAT = 60
+# AMQP's minimum frame size: every peer must accept frames of this size.
+FRAME_MIN_SIZE = 4096
+# Before tune-ok nothing may be bigger than the minimum frame (a pre-auth limit:
+# an unauthenticated peer cannot make us buffer 128 KiB frames).
+PRE_AUTH_FRAME_MAX = FRAME_MIN_SIZE
+
+
+class Phase(enum.Enum):
+    AWAIT_HEADER = "awaiting protocol header"
+    AWAIT_START_OK = "awaiting start-ok"
+    AWAIT_TUNE_OK = "awaiting tune-ok"
+    AWAIT_OPEN = "awaiting open"
+    OPEN = "open"
+    CLOSING = "closing"  # we sent connection.close, waiting for close-ok
+    CLOSED = "closed"
+
+
+def server_properties(product: str, version: str, info: str) -> dict[str, Any]:
+    """connection.start's server-properties: RabbitMQ's keys and capabilities."""
+    return {
+        "product": product,
+        "version": version,
+        "platform": "Python",
+        "copyright": "The amqpbroker authors",
+        "information": info,
+        "cluster_name": "amqpbroker@localhost",
+        "capabilities": {
+            "publisher_confirms": True,
+            "exchange_exchange_bindings": True,
+            "basic.nack": True,
+            "consumer_cancel_notify": True,
+            "connection.blocked": True,
+            "consumer_priorities": True,
+            "authentication_failure_close": True,
+            "per_consumer_qos": True,
+            "direct_reply_to": True,
+        },
+    }
+
+
+def login_refused_reason(mechanism: str, response: bytes) -> str:
+    """The close reason logged for a refused login: the user name the response
+    names, or '?' (EXTERNAL, or a response that does not parse)."""
+    if mechanism == "EXTERNAL":
+        who = None
+    else:
+        who = parse_plain(response) if mechanism == "PLAIN" else parse_amqplain(response)
+    return f"login refused for user '{who[0] if who else '?'}'"
+
+
+def negotiate_tune(
+    method: Any, server_channel_max: int, server_frame_max: int
+) -> tuple[int, int, int]:
+    """(channel_max, frame_max, heartbeat) from the client's tune-ok, within what
+    we offered.  Values over the offer (or 0, "no limit", where we set one) and a
+    frame_max under the AMQP minimum raise NotAllowed (530, RabbitMQ's texts)."""
+    frame_max = method.frame_max
+    server_max = server_frame_max
+    if server_max and (frame_max == 0 or frame_max > server_max):
+        raise errors.NotAllowed(
+            f"negotiated frame_max = {frame_max} is higher than the maximum allowed "
+            f"value ({server_max})"
+        )
+    if 0 < frame_max < FRAME_MIN_SIZE:
+        raise errors.NotAllowed(
+            f"negotiated frame_max = {frame_max} is lower than the minimum allowed "
+            f"value ({FRAME_MIN_SIZE})"
+        )
+    channel_max = method.channel_max
+    server_channels = server_channel_max
+    # As for frame_max, 0 ("no limit") is more than a limited server allows.
+    if server_channels and (channel_max == 0 or channel_max > server_channels):
+        raise errors.NotAllowed(
+            f"negotiated channel_max = {channel_max} is higher than the maximum "
+            f"allowed value ({server_channels})"
+        )
+    return channel_max, frame_max or server_max, method.heartbeat
+
+
+def close_frame_allowed(phase: Phase, exc: errors.AMQPError) -> bool:
+    """Whether a failure in this phase is reported with connection.close.
+
+    Before connection.open-ok RabbitMQ 3.10 closes the socket without a word (checked
+    against a real broker: bad tune-ok values, an unknown mechanism, methods out of
+    order), except for a refused login when the client asked for
+    authentication_failure_close, and a refused connection.open (530).
+    """
+    if phase is Phase.AWAIT_START_OK:
+        return exc.reply_code == errors.ACCESS_REFUSED
+    if phase is Phase.AWAIT_TUNE_OK:
+        return False
+    if phase is Phase.AWAIT_OPEN:
+        return exc.reply_code == errors.NOT_ALLOWED
+    return phase is not Phase.AWAIT_HEADER
