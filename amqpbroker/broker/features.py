@@ -3,7 +3,7 @@ priorities, single active consumer, and quorum-style delivery limits.
 
 A queue declared without such arguments stays a plain :class:`Queue`, whose publish
 and delivery paths know nothing of any of this.  The vhost decides once, when the
-queue is created (``queue_args.options_from``), and makes it a
+queue is created (``queue_arguments.options_from``), and makes it a
 :class:`FeatureQueue`, which overrides the queue's operations and keeps its state in
 ``queue.ext`` (a :class:`FeatureState`).  Both classes have the same slots, so a
 plain queue becomes a FeatureQueue in place (:func:`enable_features`) the first time
@@ -53,7 +53,7 @@ from . import queue as _queue
 from .deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, dead_letter
 from .message import Message, QueuedMessage
 from .queue import Queue
-from .queue_args import DROP_HEAD, REJECT_PUBLISH_DLX, QueueOptions
+from .queue_arguments import DROP_HEAD, REJECT_PUBLISH_DLX, QueueOptions
 from .ready import FifoReady, PriorityReady
 
 if TYPE_CHECKING:

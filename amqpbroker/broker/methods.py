@@ -19,7 +19,7 @@ from pamqp import base, commands
 from .. import errors
 from ..protocol import basic_codec, method_codec
 from . import reply_to
-from .arguments import amqp_type
+from .args_equivalence import amqp_type
 from .channel import Channel
 from .consumer import Consumer
 from .queue import Queue

@@ -40,7 +40,7 @@ from . import queue as _queue
 from .features import FeatureMessage, FeatureQueue, enable_features, featured
 from .message import Message, QueuedMessage
 from .queue import Queue
-from .queue_args import DROP_HEAD, PLAIN
+from .queue_arguments import DROP_HEAD, PLAIN
 from .ready import FifoReady
 
 

@@ -16,7 +16,7 @@ from .features import enable_features, message_ttl
 from .message import Message
 from .paging import PagedQueue
 from .queue import Queue
-from .queue_args import PLAIN
+from .queue_arguments import PLAIN
 
 if TYPE_CHECKING:
     from .channel import Channel

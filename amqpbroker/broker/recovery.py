@@ -18,7 +18,7 @@ from .features import FeatureQueue, enable_features, make_queue
 from .message import Message
 from .paging import pageable, resume_paged
 from .queue import Queue
-from .queue_args import PLAIN, options_from
+from .queue_arguments import PLAIN, options_from
 
 if TYPE_CHECKING:
     from .broker import Broker

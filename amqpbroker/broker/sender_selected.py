@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import errors
 from ..protocol import properties as props
-from .arguments import amqp_type
+from .args_equivalence import amqp_type
 from .message import Message
 
 _HEADERS_FLAG = 0x20  # in the property flags' high byte (offset 12)

@@ -13,14 +13,14 @@ from typing import Any
 
 from .. import errors
 from ..store.base import BindingRecord, ExchangeRecord, Store
-from .arguments import assert_args_equivalent, assert_flag_equivalent
+from .args_equivalence import assert_args_equivalent, assert_flag_equivalent
 from .exchanges import EXCHANGE_TYPES, make_exchange
 from .exchanges.base import Exchange, freeze
 from .exchanges.default import DefaultExchange
 from .features import make_queue
 from .message import Message
 from .queue import Queue
-from .queue_args import check_new_queue, check_server_named
+from .queue_arguments import check_new_queue, check_server_named
 from .timers import Timers
 
 # Exchanges every vhost has, as RabbitMQ predeclares them: (name, type, internal).

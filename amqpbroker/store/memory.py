@@ -19,7 +19,6 @@ from typing import Any
 
 import attrs
 
-from amqpbroker.store.arguments import decode_arguments, encode_arguments
 from amqpbroker.store.base import (
     BindingRecord,
     Definitions,
@@ -39,6 +38,7 @@ from amqpbroker.store.pending import (
     Op,
     PendingOps,
 )
+from amqpbroker.store.stored_arguments import decode_arguments, encode_arguments
 
 # Rows as a database would hold them: arguments as their canonical encoded text.
 _ExchangeRow = tuple[str, bool, bool, bool, str]  # type, durable, auto_delete, internal, args

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from amqpbroker.store import sqlite_schema
-from amqpbroker.store.arguments import decode_arguments, encode_arguments
 from amqpbroker.store.base import (
     BindingRecord,
     Definitions,
@@ -45,6 +44,7 @@ from amqpbroker.store.datadir import (
 )
 from amqpbroker.store.pending import BufferedMessages, Op, PendingOps
 from amqpbroker.store.sqlite_batch import DELETE_QUEUE_MESSAGES, NetEffect
+from amqpbroker.store.stored_arguments import decode_arguments, encode_arguments
 
 SYNC_MODES: Final = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 # Startup integrity check: "auto" reads the whole file only up to FULL_CHECK_MAX_BYTES

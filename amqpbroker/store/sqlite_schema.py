@@ -29,7 +29,7 @@ def _v1_initial(db: Database) -> None:
     )
 
     _create(db, "vhosts", {"name": str}, pk="name")
-    # Argument tables are stored as canonical JSON text (amqpbroker.store.arguments).
+    # Argument tables are stored as canonical JSON text (amqpbroker.store.stored_arguments).
     _create(
         db,
         "exchanges",

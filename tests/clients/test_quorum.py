@@ -3,7 +3,7 @@ delivery limits, arguments that belong to another queue type, and streams.
 
 Every text and behaviour here was seen on a real RabbitMQ 3.10.8 first, except
 streams: RabbitMQ 3.10 has them, this broker does not, and refuses them with the
-406 RabbitMQ gives for a queue type it does not know (see queue_args.py).
+406 RabbitMQ gives for a queue type it does not know (see queue_arguments.py).
 """
 
 from __future__ import annotations

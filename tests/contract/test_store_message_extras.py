@@ -18,7 +18,7 @@ from amqpbroker.store import (
     Store,
     sqlite_schema,
 )
-from amqpbroker.store.arguments import encode_arguments
+from amqpbroker.store.stored_arguments import encode_arguments
 
 Make = Callable[[], Store]
 

@@ -20,7 +20,7 @@ from amqpbroker.broker.deadletter import dead_lettered, is_cycle
 from amqpbroker.broker.features import REFUSED, FeatureQueue
 from amqpbroker.broker.message import Message, QueuedMessage
 from amqpbroker.broker.queue import Queue
-from amqpbroker.broker.queue_args import QueueOptions, options_from
+from amqpbroker.broker.queue_arguments import QueueOptions, options_from
 from amqpbroker.broker.ready import PriorityReady
 from amqpbroker.broker.timers import Timers
 from amqpbroker.config import Settings
