@@ -63,7 +63,8 @@ if TYPE_CHECKING:
     from .timers import TimerHandle
     from .vhost import VirtualHost
 
-_EXPIRATION_FLAG = 0x01  # high byte of the property flags (offset 12 of the header)
+# High byte of the property flags (offset 12 of the header).
+_EXPIRATION_FLAG = props.FLAGS["expiration"] >> 8
 
 
 class _Refused:

@@ -190,19 +190,16 @@ def _checked_exchange(session: Session, exchange_name: str, header: bytes) -> Ex
 
 # Properties whose check depends on their values (the headers table must decode,
 # user_id match, expiration parse, reply_to decode): headers with any are scanned.
-_VALUE_CHECKED = 0x2000 | 0x0200 | 0x0100 | 0x0010
+_VALUE_CHECKED = (
+    props.FLAGS["headers"]
+    | props.FLAGS["reply_to"]
+    | props.FLAGS["expiration"]
+    | props.FLAGS["user_id"]
+)
 # The others in wire order: (flag, size), size 0 for a short string.
-_LAYOUT = (
-    (0x8000, 0),  # content_type
-    (0x4000, 0),  # content_encoding
-    (0x1000, 1),  # delivery_mode
-    (0x0800, 1),  # priority
-    (0x0400, 0),  # correlation_id
-    (0x0080, 0),  # message_id
-    (0x0040, 8),  # timestamp
-    (0x0020, 0),  # type
-    (0x0008, 0),  # app_id
-    (0x0004, 0),  # cluster_id
+_SIZES = {"shortstr": 0, "octet": 1, "timestamp": 8}
+_LAYOUT = tuple(
+    (flag, _SIZES[kind]) for _name, flag, kind in props.PROPERTIES if not flag & _VALUE_CHECKED
 )
 PropertyShape = tuple[int, Callable[[bytes], Any], Any]
 

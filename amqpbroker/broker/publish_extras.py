@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+from ..protocol import properties as props
 from . import reply_to, sender_selected
 from .features import enable_features, message_ttl
 from .message import Message
@@ -22,9 +23,9 @@ if TYPE_CHECKING:
     from .channel import Channel
     from .vhost import VirtualHost
 
-# headers (0x20), reply_to (0x02) and expiration (0x01), in the high byte of the
-# property flags (offset 12 of the content-header payload).
-SPECIAL_FLAGS = 0x23
+# headers, reply_to and expiration, in the high byte of the property flags (offset
+# 12 of the content-header payload).
+SPECIAL_FLAGS = (props.FLAGS["headers"] | props.FLAGS["reply_to"] | props.FLAGS["expiration"]) >> 8
 
 
 def route(

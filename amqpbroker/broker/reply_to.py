@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 PREFIX = REPLY_TO + "."
-_REPLY_TO_FLAG = 0x02  # the reply_to property, in the flags' high byte (offset 12)
+# The reply_to property, in the flags' high byte (offset 12).
+_REPLY_TO_FLAG = props.FLAGS["reply_to"] >> 8
 
 
 class ReplyQueue(Queue):

@@ -25,7 +25,7 @@ from ..protocol import properties as props
 from .args_equivalence import amqp_type
 from .message import Message
 
-_HEADERS_FLAG = 0x20  # in the property flags' high byte (offset 12)
+_HEADERS_FLAG = props.FLAGS["headers"] >> 8  # in the property flags' high byte (offset 12)
 
 
 def may_select(header: bytes) -> bool:

@@ -34,20 +34,7 @@ from .format import jsonable
 ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true", "reject_requeue_false")
 # Properties as the management API names them (AMQP's ``type`` is pamqp's message_type).
 _API_PROPERTY_NAMES = {
-    "content_type": "content_type",
-    "content_encoding": "content_encoding",
-    "headers": "headers",
-    "delivery_mode": "delivery_mode",
-    "priority": "priority",
-    "correlation_id": "correlation_id",
-    "reply_to": "reply_to",
-    "expiration": "expiration",
-    "message_id": "message_id",
-    "timestamp": "timestamp",
-    "type": "message_type",
-    "user_id": "user_id",
-    "app_id": "app_id",
-    "cluster_id": "cluster_id",
+    ("type" if name == "message_type" else name): name for name in props.PROPERTY_NAMES
 }
 
 

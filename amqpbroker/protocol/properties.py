@@ -50,6 +50,10 @@ from .tables import (
 )
 
 __all__ = [
+    "FLAGS",
+    "PROPERTIES",
+    "PROPERTY_LAYOUT",
+    "PROPERTY_NAMES",
     "PropertyView",
     "decode_properties",
     "encode_header_payload",
@@ -90,21 +94,48 @@ def parse_content_header(payload: bytes) -> tuple[int, int]:
     return class_id, body_size
 
 
-# Property flag bits, in wire order (AMQP 0-9-1 basic class).
-_CONTENT_TYPE = 0x8000
-_CONTENT_ENCODING = 0x4000
-_HEADERS = 0x2000
-_DELIVERY_MODE = 0x1000
-_PRIORITY = 0x0800
-_CORRELATION_ID = 0x0400
-_REPLY_TO = 0x0200
-_EXPIRATION = 0x0100
-_MESSAGE_ID = 0x0080
-_TIMESTAMP = 0x0040
-_TYPE = 0x0020
-_USER_ID = 0x0010
-_APP_ID = 0x0008
-_CLUSTER_ID = 0x0004
+# The basic class's properties in wire order, as pamqp names them, with their field
+# kinds: the one place the property layout is spelled out.  A property's flag bit
+# is its position (the first is bit 15 of the flags word); every flag constant
+# below, the scanner, the full decoder and encoder, the publish-time shape check
+# (broker/publish.py) and the broker's one-property pre-checks derive from it.
+PROPERTY_LAYOUT: tuple[tuple[str, str], ...] = (
+    ("content_type", "shortstr"),
+    ("content_encoding", "shortstr"),
+    ("headers", "table"),
+    ("delivery_mode", "octet"),
+    ("priority", "octet"),
+    ("correlation_id", "shortstr"),
+    ("reply_to", "shortstr"),
+    ("expiration", "shortstr"),
+    ("message_id", "shortstr"),
+    ("timestamp", "timestamp"),
+    ("message_type", "shortstr"),
+    ("user_id", "shortstr"),
+    ("app_id", "shortstr"),
+    ("cluster_id", "shortstr"),
+)
+PROPERTY_NAMES = tuple(name for name, _kind in PROPERTY_LAYOUT)
+# Each property's bit in the 16-bit property-flags word (offsets 12-13 of a
+# content-header payload); a property in the first eight has FLAGS[name] >> 8 in
+# the high byte alone (offset 12).
+FLAGS: dict[str, int] = {name: 0x8000 >> i for i, name in enumerate(PROPERTY_NAMES)}
+
+# The same bits as module constants, for the scanner's hot path (computed once).
+_CONTENT_TYPE = FLAGS["content_type"]
+_CONTENT_ENCODING = FLAGS["content_encoding"]
+_HEADERS = FLAGS["headers"]
+_DELIVERY_MODE = FLAGS["delivery_mode"]
+_PRIORITY = FLAGS["priority"]
+_CORRELATION_ID = FLAGS["correlation_id"]
+_REPLY_TO = FLAGS["reply_to"]
+_EXPIRATION = FLAGS["expiration"]
+_MESSAGE_ID = FLAGS["message_id"]
+_TIMESTAMP = FLAGS["timestamp"]
+_TYPE = FLAGS["message_type"]
+_USER_ID = FLAGS["user_id"]
+_APP_ID = FLAGS["app_id"]
+_CLUSTER_ID = FLAGS["cluster_id"]
 
 _UNSET: Any = object()
 
@@ -275,21 +306,8 @@ def scan_properties(header_payload: bytes) -> PropertyView:
 
 
 # (attribute, flag, kind) in wire order, for the full decoder and the encoder.
-_PROPERTIES: tuple[tuple[str, int, str], ...] = (
-    ("content_type", _CONTENT_TYPE, "shortstr"),
-    ("content_encoding", _CONTENT_ENCODING, "shortstr"),
-    ("headers", _HEADERS, "table"),
-    ("delivery_mode", _DELIVERY_MODE, "octet"),
-    ("priority", _PRIORITY, "octet"),
-    ("correlation_id", _CORRELATION_ID, "shortstr"),
-    ("reply_to", _REPLY_TO, "shortstr"),
-    ("expiration", _EXPIRATION, "shortstr"),
-    ("message_id", _MESSAGE_ID, "shortstr"),
-    ("timestamp", _TIMESTAMP, "timestamp"),
-    ("message_type", _TYPE, "shortstr"),
-    ("user_id", _USER_ID, "shortstr"),
-    ("app_id", _APP_ID, "shortstr"),
-    ("cluster_id", _CLUSTER_ID, "shortstr"),
+PROPERTIES: tuple[tuple[str, int, str], ...] = tuple(
+    (name, FLAGS[name], kind) for name, kind in PROPERTY_LAYOUT
 )
 
 
@@ -310,7 +328,7 @@ def decode_properties(header_payload: bytes) -> commands.Basic.Properties:
         p = header_payload
         end = len(p)
         value: Any
-        for name, flag, kind in _PROPERTIES:
+        for name, flag, kind in PROPERTIES:
             if not flags & flag:
                 continue
             if kind == "shortstr":
@@ -348,7 +366,7 @@ def encode_header_payload(
     """
     flags = 0
     parts: list[bytes] = []
-    for name, flag, kind in _PROPERTIES:
+    for name, flag, kind in PROPERTIES:
         value = getattr(properties, name, None)
         if value is None or (flag == _CLUSTER_ID and value == ""):
             continue

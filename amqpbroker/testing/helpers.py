@@ -28,7 +28,7 @@ import attrs
 
 from ..broker import publish
 from ..broker.queue import Queue
-from ..protocol.properties import decode_properties
+from ..protocol.properties import PROPERTY_NAMES, decode_properties
 
 if TYPE_CHECKING:
     from ..broker.broker import Broker as BrokerCore
@@ -46,25 +46,6 @@ DEFAULT_TIMEOUT = 5.0
 FIRST_POLL_INTERVAL = 0.001
 MAX_POLL_INTERVAL = 0.025
 
-# Properties in content-header order; present ones end up in MessageInfo.properties
-# under pamqp's names (``message_type`` is AMQP's ``type``).
-PROPERTY_NAMES = (
-    "content_type",
-    "content_encoding",
-    "headers",
-    "delivery_mode",
-    "priority",
-    "correlation_id",
-    "reply_to",
-    "expiration",
-    "message_id",
-    "timestamp",
-    "message_type",
-    "user_id",
-    "app_id",
-    "cluster_id",
-)
-
 
 class WaitTimeout(AssertionError):
     """A ``wait_for_*`` condition did not hold in time.
@@ -80,6 +61,8 @@ class WaitTimeout(AssertionError):
 def _properties(header: bytes) -> dict[str, Any]:
     decoded = decode_properties(header)
     found: dict[str, Any] = {}
+    # Present properties, in content-header order, under pamqp's names
+    # (``message_type`` is AMQP's ``type``).
     for name in PROPERTY_NAMES:
         value = getattr(decoded, name, None)
         if value is not None and not (name == "cluster_id" and value == ""):
