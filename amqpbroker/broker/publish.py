@@ -115,7 +115,8 @@ def route_publish(
         stored = refused = False
         if queues:
             for queue in queues:
-                outcome = queue.publish(message)
+                # A queue with a length limit may answer REFUSED (features.py).
+                outcome: object = queue.publish(message)
                 if outcome:
                     # True: stored, so confirmed after the group commit; REFUSED: a
                     # length limit refused it (reject-publish): the publisher gets a nack.
@@ -152,7 +153,7 @@ def _checked_exchange(session: Session, exchange_name: str, header: bytes) -> Ex
     """The publish target, after RabbitMQ's publish-time checks, in its order:
     exchange exists (404), is not internal (403), user_id and expiration (406)."""
     vhost = _vhost(session)
-    exchange = vhost.exchanges.get(exchange_name)
+    exchange: Exchange | None = vhost.exchanges.get(exchange_name)
     if exchange is None:
         raise errors.NotFound(f"no exchange '{exchange_name}' in vhost '{vhost.name}'")
     if exchange.internal:

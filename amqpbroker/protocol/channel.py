@@ -68,7 +68,7 @@ class ChannelState:
             payload = payload[:13] + bytes((payload[13] & 0xFC,)) + payload[14:]
         self.header = payload
         self.body_remaining = body_size
-        return body_size == 0
+        return self.body_remaining == 0
 
     def content_body(self, payload: bytes) -> bool:
         """Take a content-body frame; True when the content is whole: then

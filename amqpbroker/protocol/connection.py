@@ -164,9 +164,12 @@ class AMQPConnection:
     def receive_data(self, data: bytes | bytearray, now: float = 0.0) -> None:
         """Feed bytes from the peer; frames are handled as soon as complete."""
         self.last_received = now
-        if self.phase is Phase.CLOSED:
+        # Read once into a local: narrowing self.phase here would let a type checker
+        # assume the loop below (whose handlers change the phase) never sees CLOSED.
+        phase = self.phase
+        if phase is Phase.CLOSED:
             return
-        if self.phase is Phase.AWAIT_HEADER:
+        if phase is Phase.AWAIT_HEADER:
             data = self._receive_header(data)
             if not data:
                 return
