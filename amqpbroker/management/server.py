@@ -24,6 +24,12 @@ log = logging.getLogger("amqpbroker.management")
 GRACEFUL_TIMEOUT = 1.0
 
 
+def hypercorn_backlog() -> int:
+    from hypercorn.config import Config
+
+    return int(Config().backlog)
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening-ready TCP socket; raises OSError (e.g. EADDRINUSE) plainly."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -31,6 +37,10 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        # Listen here, not in Hypercorn: with SO_REUSEADDR two brokers may both bind
+        # the default port, and only listen() tells the second one it is taken (it
+        # would then exit instead of running without the API).
+        sock.listen(hypercorn_backlog())
     except OSError:
         sock.close()
         raise
