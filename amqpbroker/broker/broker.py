@@ -163,7 +163,7 @@ class Broker:
         The server's pager does it in a worker thread; without one (a broker driven
         directly, in unit tests) it happens now."""
         if self.wake_pager is None:
-            queue.page_in_now()  # type: ignore[attr-defined]
+            queue.page_in_now()
             return
         self.page_requests.add(queue)
         self.wake_pager()

@@ -1,14 +1,16 @@
 """Queues with RabbitMQ's extensions: TTLs, x-expires, length limits, dead lettering,
 priorities, single active consumer, and quorum-style delivery limits.
 
-A queue declared without such arguments stays a plain :class:`Queue`, whose publish
-and delivery paths know nothing of any of this.  The vhost decides once, when the
-queue is created (``queue_arguments.options_from``), and makes it a
-:class:`FeatureQueue`, which overrides the queue's operations and keeps its state in
-``queue.ext`` (a :class:`FeatureState`).  Both classes have the same slots, so a
-plain queue becomes a FeatureQueue in place (:func:`enable_features`) the first time
-a message with an ``expiration`` property reaches it: per-message TTL needs no
-declare argument.
+A queue declared without such arguments is plain (``queue.rules`` is None), and its
+publish and delivery paths know nothing of any of this.  The declare decides once,
+when the queue is created (``queue_arguments.options_from``, ``queue_kinds.make_queue``),
+whether it gets a :class:`FeatureRules` as its rules part, which takes over the
+queue's operations (queue.py hands them over whole) and keeps their state.  A plain
+queue gains rules with :func:`enable_rules` (options PLAIN) the first time a message
+with an ``expiration`` property reaches it: per-message TTL needs no declare
+argument.  The rules work the same whether the queue's tail is in memory or paged
+out (paging.py): new and returned messages join the tail when there is one, and
+the limits count it.
 
 Semantics follow RabbitMQ 3.10's classic queues (checked on a real broker; the
 client tests hold the evidence):
@@ -45,16 +47,16 @@ client tests hold the evidence):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..protocol import properties as props
 from ..store.base import MessageRecord
 from . import queue as _queue
 from .deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, dead_letter
 from .message import Message, QueuedMessage
-from .queue import Queue
+from .queue import REFUSED, Queue, Refused
 from .queue_arguments import DROP_HEAD, REJECT_PUBLISH_DLX, QueueOptions
 from .ready import FifoReady, PriorityReady
+from .rule_messages import FeatureMessage, featured, message_ttl, with_delivery_count
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -63,83 +65,30 @@ if TYPE_CHECKING:
     from .timers import TimerHandle
     from .vhost import VirtualHost
 
-# High byte of the property flags (offset 12 of the header).
-_EXPIRATION_FLAG = props.FLAGS["expiration"] >> 8
+
+def enable_rules(queue: Queue, options: QueueOptions) -> None:
+    """Give ``queue`` the rules ``options`` ask for: at creation, or in place (a plain
+    queue that gets its first message with its own TTL; a paged queue keeps its tail
+    on disk, and its transient tail messages are converted as they reach the head)."""
+    assert queue.rules is None
+    host: VirtualHost = queue.host
+    rules = FeatureRules(queue, host, options, host.timers.clock())
+    maximum = options.max_priority
+    ready = FifoReady() if maximum is None else PriorityReady(maximum)
+    for qm in queue.ready:
+        ready.append(featured(qm))
+        rules.ready_bytes += len(qm.message.body)
+    queue.ready = ready
+    if queue.consumers and options.single_active:
+        rules.active = queue.consumers[0]
+    queue.rules = rules
+    queue.parts_changed()
+    rules.touch()
 
 
-class _Refused:
-    """What :meth:`FeatureQueue.publish` returns when its length limit refused the
-    message (reject-publish): the publisher gets basic.nack."""
-
-    __slots__ = ()
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __repr__(self) -> str:
-        return "REFUSED"
-
-
-REFUSED = _Refused()
-
-
-def message_ttl(message: Message) -> int | None:
-    """The ``expiration`` property in ms (validated at publish), or None."""
-    header = message.header
-    if len(header) <= 13 or not header[12] & _EXPIRATION_FLAG:
-        return None
-    text = message.properties.expiration
-    try:
-        value = int(text) if text is not None else None
-    except ValueError:
-        return None
-    return None if value is None or value < 0 else value
-
-
-def with_delivery_count(message: Message, count: int) -> Message:
-    """The message as a quorum queue delivers it: headers sorted by key, as RabbitMQ
-    writes them, with ``x-delivery-count`` (a long) set to ``count``."""
-    properties = props.decode_properties(message.header)
-    headers = dict(properties.headers or {})
-    headers["x-delivery-count"] = count
-    properties.headers = dict(sorted(headers.items(), key=lambda item: item[0].encode()))
-    header = props.encode_header_payload(properties, len(message.body))
-    return Message(message.exchange, message.routing_key, header, message.body)
-
-
-class FeatureMessage(QueuedMessage):
-    """A queued message with what the queue features track for it."""
-
-    __slots__ = ("deliveries", "expires", "original")
-
-    def __init__(
-        self,
-        seq: int,
-        message: Message,
-        redelivered: bool = False,
-        persisted: bool = False,
-        expires: float | None = None,
-        deliveries: int = 0,
-    ) -> None:
-        super().__init__(seq, message, redelivered, persisted)
-        self.expires = expires  # the broker clock's time it expires at; None: never
-        self.deliveries = deliveries  # quorum: times returned
-        # Quorum: the message as published, when ``message`` carries x-delivery-count.
-        self.original: Message | None = None
-
-    @property
-    def published(self) -> Message:
-        return self.original or self.message
-
-
-def featured(qm: QueuedMessage) -> FeatureMessage:
-    if isinstance(qm, FeatureMessage):
-        return qm
-    return FeatureMessage(qm.seq, qm.message, qm.redelivered, qm.persisted)
-
-
-class FeatureState:
-    """A FeatureQueue's options and bookkeeping (``queue.ext``)."""
+class FeatureRules:
+    """A queue's rules part (queue.RulesPart): its options and their bookkeeping,
+    and the queue operations they change."""
 
     __slots__ = (
         "active",
@@ -148,16 +97,18 @@ class FeatureState:
         "host",
         "last_used",
         "options",
+        "queue",
         "ready_bytes",
         "timed",
         "ttl_deadline",
         "ttl_handle",
     )
 
-    def __init__(self, host: VirtualHost, options: QueueOptions, now: float) -> None:
+    def __init__(self, queue: Queue, host: VirtualHost, options: QueueOptions, now: float) -> None:
+        self.queue = queue
         self.host = host
         self.options = options
-        self.ready_bytes = 0
+        self.ready_bytes = 0  # body bytes of the in-memory head
         # Whether any message here may carry a deadline (queue TTL, or one seen).
         self.timed = options.message_ttl is not None
         self.ttl_handle: TimerHandle | None = None
@@ -169,103 +120,71 @@ class FeatureState:
         self.active: Consumer | None = None
         self.draining = False
 
-
-def enable_features(queue: Queue, host: VirtualHost, options: QueueOptions) -> None:
-    """Make ``queue`` a FeatureQueue with ``options`` (at creation, or in place; a
-    paged queue keeps its tail on disk and becomes a PagedFeatureQueue)."""
-    from .paging import PagedFeatureQueue, PagedQueue
-
-    queue.__class__ = PagedFeatureQueue if type(queue) is PagedQueue else FeatureQueue
-    state = FeatureState(host, options, host.timers.clock())
-    queue.ext = state
-    maximum = options.max_priority
-    ready = FifoReady() if maximum is None else PriorityReady(maximum)
-    for qm in queue.ready:
-        ready.append(featured(qm))
-        state.ready_bytes += len(qm.message.body)
-    queue.ready = ready  # type: ignore[assignment]
-    if queue.consumers and options.single_active:
-        state.active = queue.consumers[0]
-    assert isinstance(queue, FeatureQueue)
-    queue.touch()
-
-
-def make_queue(host: VirtualHost, name: str, options: QueueOptions, **kwargs: Any) -> Queue:
-    queue = Queue(host.name, name, **kwargs)
-    queue.host = host
-    if options.needs_features:
-        enable_features(queue, host, options)
-    return queue
-
-
-class FeatureQueue(Queue):
-    __slots__ = ()  # same layout as Queue: a queue can switch class in place
-    ext: FeatureState
-    ready: FifoReady | PriorityReady  # type: ignore[assignment]
-
     # ------------------------------------------------------------ publishing
 
-    def publish(self, message: Message) -> bool | _Refused:  # type: ignore[override]
-        state = self.ext
-        options = state.options
-        clock = state.host.timers.clock
+    def publish(self, message: Message) -> bool | Refused:
+        options = self.options
+        clock = self.host.timers.clock
         ttl = options.message_ttl
         own_ttl = message_ttl(message)
         if own_ttl is not None:
             ttl = own_ttl if ttl is None else min(ttl, own_ttl)
-            state.timed = True
+            self.timed = True
         now = clock() if ttl is not None else 0.0
         if options.limited and options.overflow != DROP_HEAD and self._would_overflow(message):
             if options.overflow == REJECT_PUBLISH_DLX:
                 self._dead_letter(message, MAXLEN)
             return REFUSED
-        seq = self.next_seq
-        self.next_seq = seq + 1
+        queue = self.queue
+        seq = queue.next_seq
+        queue.next_seq = seq + 1
         qm = FeatureMessage(seq, message, expires=now + ttl / 1000 if ttl is not None else None)
         stored = self._persist(qm)
         if self._admit(qm):
             return stored
         if options.limited and options.overflow == DROP_HEAD:
             self._drop_over_limit()
-        if state.timed:
+        if self.timed:
             self._expire(clock())
         return stored
 
     def _admit(self, qm: FeatureMessage) -> bool:
-        """A new message: straight to a consumer with room (True), or queued."""
-        if not self.ready and self.consumers:
-            consumer = self._next_consumer()
+        """A new message: straight to a consumer with room (True), or queued: to the
+        tail of a paged queue, else to the head."""
+        queue = self.queue
+        if queue.tail is not None:
+            assert queue.paging is not None
+            queue.paging.to_tail(queue, qm)
+            return False
+        if not queue.ready and queue.consumers:
+            consumer = self.next_consumer()
             if consumer is not None:
-                consumer.deliver(self, qm)
+                consumer.deliver(queue, qm)
                 return True
         if (
-            self.pager is not None
-            and len(self.ready) >= _queue.PAGE_OUT_AT
-            and isinstance(self.ready, FifoReady)
+            queue.paging is not None
+            and len(queue.ready) >= _queue.PAGE_OUT_AT
+            and isinstance(queue.ready, FifoReady)
         ):
-            from .paging import start_paging
-
-            start_paging(self)  # the tail goes to disk from now on (paging.py)
+            queue.page_out()  # the tail goes to disk from now on (paging.py)
             return self._admit(qm)
         self._push(qm)
         return False
 
     def _append(self, qm: FeatureMessage) -> None:
         """A returned message (quorum) joins the back of the queue."""
-        self._push(qm)
-
-    def tail_bytes(self) -> int:
-        """Body bytes of the messages behind the in-memory ready list (paging.py)."""
-        return 0
-
-    def _fill_head_now(self) -> bool:
-        """Bring the next messages into the ready list; False when there are none
-        (all of a queue that is not paged is in memory)."""
-        return False
+        queue = self.queue
+        if queue.tail is not None:
+            assert queue.paging is not None
+            queue.paging.to_tail(queue, qm)
+        else:
+            self._push(qm)
 
     def _would_overflow(self, message: Message) -> bool:
-        options = self.ext.options
-        count, size = self.message_count, self.ext.ready_bytes + self.tail_bytes()
+        options = self.options
+        queue = self.queue
+        count = queue.message_count
+        size = self.ready_bytes + (queue.tail.bytes if queue.tail is not None else 0)
         if options.quorum:
             # rabbit_fifo refuses once the queue is already over its limit.
             return (options.max_length is not None and count > options.max_length) or (
@@ -277,12 +196,13 @@ class FeatureQueue(Queue):
         )
 
     def _persist(self, qm: FeatureMessage) -> bool:
-        store = self.store
+        queue = self.queue
+        store = queue.store
         message = qm.published
-        if store is None or not (message.persistent or self.ext.options.quorum):
+        if store is None or not (message.persistent or self.options.quorum):
             return False
         store.enqueue(
-            self.store_id,
+            queue.store_id,
             MessageRecord(
                 qm.seq,
                 message.exchange,
@@ -307,8 +227,8 @@ class FeatureQueue(Queue):
             deliveries=rec.deliveries,
         )
         if rec.expires:
-            self.ext.timed = True
-        if rec.deliveries and self.ext.options.quorum:
+            self.timed = True
+        if rec.deliveries and self.options.quorum:
             qm.original = message
             qm.message = with_delivery_count(message, rec.deliveries)
         self._push(qm)
@@ -317,54 +237,83 @@ class FeatureQueue(Queue):
     # ------------------------------------------------------------ ready list
 
     def _push(self, qm: FeatureMessage) -> None:
-        self.ready.append(qm)
-        self.ext.ready_bytes += len(qm.message.body)
+        self.queue.ready.append(qm)
+        self.ready_bytes += len(qm.message.body)
 
     def _pop(self) -> FeatureMessage:
-        qm = self.ready.popleft()
-        self.ext.ready_bytes -= len(qm.message.body)
+        qm = self.queue.ready.popleft()
+        self.ready_bytes -= len(qm.message.body)
         return qm  # type: ignore[return-value]
 
+    def take_moved(self, moved: Iterable[QueuedMessage]) -> None:
+        # Published before the queue gained rules (per-message TTL): converted as
+        # they reach the head.
+        for qm in moved:
+            self._push(featured(qm))
+
+    def _keep_head_filled(self) -> None:
+        queue = self.queue
+        if queue.tail is not None:
+            assert queue.paging is not None
+            queue.paging.keep_head_filled(queue)
+
     def _drop_over_limit(self) -> None:
-        options = self.ext.options
+        self._drop_head_over_limit()
+        self._keep_head_filled()
+
+    def _drop_head_over_limit(self) -> None:
+        options = self.options
         max_length, max_bytes = options.max_length, options.max_length_bytes
-        ready = self.ready
-        while (max_length is not None and self.message_count > max_length) or (
-            max_bytes is not None and self.ext.ready_bytes + self.tail_bytes() > max_bytes
+        queue = self.queue
+        ready = queue.ready
+        while (max_length is not None and queue.message_count > max_length) or (
+            max_bytes is not None
+            and self.ready_bytes + (queue.tail.bytes if queue.tail is not None else 0) > max_bytes
         ):
             if not ready:
                 # A paged queue reads its next messages in (which may itself drop
                 # some: look again before dropping another).
-                if not self._fill_head_now():
+                if queue.tail is None or not self._fill_head_now():
                     break
                 continue
             self._discard(self._pop(), MAXLEN)
 
+    def _fill_head_now(self) -> bool:
+        queue = self.queue
+        assert queue.paging is not None
+        return queue.paging.fill_head_now(queue)
+
+    def after_page_in(self) -> None:
+        # A drop-head limit that found the head empty and the next rows not yet
+        # committed (fill_head_now) drops the oldest ones now.
+        options = self.options
+        if options.limited and options.overflow == DROP_HEAD:
+            self._drop_head_over_limit()
+
     def _discard(self, qm: FeatureMessage, reason: str) -> None:
         """A message leaves the queue for good: forget it, dead-letter it."""
         if qm.persisted:
-            self.settled(qm)
+            self.queue.settled(qm)
         self._dead_letter(qm.published, reason)
 
     def _dead_letter(self, message: Message, reason: str) -> None:
-        state = self.ext
-        exchange = state.options.dead_letter_exchange
-        if exchange is None or self.deleted:
+        exchange = self.options.dead_letter_exchange
+        if exchange is None or self.queue.deleted:
             return
         dead_letter(
-            state.host,
+            self.host,
             exchange,
-            state.options.dead_letter_routing_key,
-            self.name,
+            self.options.dead_letter_routing_key,
+            self.queue.name,
             message,
             reason,
-            state.host.timers.clock(),
+            self.host.timers.clock(),
         )
 
     # ------------------------------------------------------------------- TTL
 
     def _drop_expired(self, now: float) -> None:
-        ready = self.ready
+        ready = self.queue.ready
         while ready:
             expires = ready[0].expires  # type: ignore[attr-defined]
             if expires is None or expires > now:
@@ -373,100 +322,100 @@ class FeatureQueue(Queue):
 
     def _arm_ttl(self) -> None:
         """Keep one timer, at the head's deadline (RabbitMQ's head-only expiry)."""
-        state = self.ext
-        ready = self.ready
+        ready = self.queue.ready
         deadline = ready[0].expires if ready else None  # type: ignore[attr-defined]
-        if deadline == state.ttl_deadline:
+        if deadline == self.ttl_deadline:
             return
-        if state.ttl_handle is not None:
-            state.ttl_handle.cancel()
-            state.ttl_handle = None
-        state.ttl_deadline = deadline
+        if self.ttl_handle is not None:
+            self.ttl_handle.cancel()
+            self.ttl_handle = None
+        self.ttl_deadline = deadline
         if deadline is not None:
-            state.ttl_handle = state.host.timers.call_at(deadline, self._ttl_due)
+            self.ttl_handle = self.host.timers.call_at(deadline, self._ttl_due)
 
     def _expire(self, now: float) -> None:
         self._drop_expired(now)
         self._arm_ttl()
+        # Expired messages leave from the head; the ones behind it on disk must be
+        # read in to expire too, consumers or not (RabbitMQ drops them as well).
+        self._keep_head_filled()
 
     def _ttl_due(self) -> None:
-        state = self.ext
-        state.ttl_handle = None
-        state.ttl_deadline = None
-        if not self.deleted:
-            self._expire(state.host.timers.clock())
+        self.ttl_handle = None
+        self.ttl_deadline = None
+        if not self.queue.deleted:
+            self._expire(self.host.timers.clock())
 
     # -------------------------------------------------------------- x-expires
 
     def touch(self) -> None:
-        state = self.ext
-        expires = state.options.expires
+        expires = self.options.expires
         if expires is None:
             return
-        state.last_used = now = state.host.timers.clock()
-        if state.expires_handle is None and not self.consumers:
-            state.expires_handle = state.host.timers.call_at(now + expires / 1000, self._unused)
+        self.last_used = now = self.host.timers.clock()
+        if self.expires_handle is None and not self.queue.consumers:
+            self.expires_handle = self.host.timers.call_at(now + expires / 1000, self._unused)
 
     def _unused(self) -> None:
-        state = self.ext
-        state.expires_handle = None
-        expires = state.options.expires
-        if self.deleted or self.consumers or expires is None:
+        self.expires_handle = None
+        expires = self.options.expires
+        queue = self.queue
+        if queue.deleted or queue.consumers or expires is None:
             return  # the last consumer to leave arms it again
-        deadline = state.last_used + expires / 1000
-        if state.host.timers.clock() < deadline:
-            state.expires_handle = state.host.timers.call_at(deadline, self._unused)
+        deadline = self.last_used + expires / 1000
+        if self.host.timers.clock() < deadline:
+            self.expires_handle = self.host.timers.call_at(deadline, self._unused)
             return
-        state.host.remove_queue(self)
+        self.host.remove_queue(queue)
 
     # --------------------------------------------------------------- delivery
 
-    def _next_consumer(self) -> Consumer | None:
-        state = self.ext
-        if state.options.single_active:
-            active = state.active
-            if state.draining:
+    def next_consumer(self) -> Consumer | None:
+        if self.options.single_active:
+            active = self.active
+            if self.draining:
                 assert active is not None
                 if active.unacked:
                     return None
-                active = state.active = self.consumers[0] if self.consumers else None
-                state.draining = False
+                consumers = self.queue.consumers
+                active = self.active = consumers[0] if consumers else None
+                self.draining = False
             return active if active is not None and active.can_take() else None
-        return super()._next_consumer()
+        return self.queue._round_robin()
 
-    def dispatch(self) -> None:
-        ready = self.ready
-        if not ready or not self.consumers:
-            if self.ext.draining and not self.consumers:
-                self._next_consumer()  # the cancelled active consumer is done
+    def deliver_ready(self) -> None:
+        queue = self.queue
+        ready = queue.ready
+        if not ready or not queue.consumers:
+            if self.draining and not queue.consumers:
+                self.next_consumer()  # the cancelled active consumer is done
             return
-        timed = self.ext.timed
-        now = self.ext.host.timers.clock() if timed else 0.0
-        while ready and self.consumers:
+        timed = self.timed
+        now = self.host.timers.clock() if timed else 0.0
+        while ready and queue.consumers:
             if timed:
                 self._drop_expired(now)
                 if not ready:
                     break
-            consumer = self._next_consumer()
+            consumer = self.next_consumer()
             if consumer is None:
                 break
-            consumer.deliver(self, self._pop())
+            consumer.deliver(queue, self._pop())
         if timed:
             self._arm_ttl()
 
     def get(self) -> QueuedMessage | None:
-        state = self.ext
         self.touch()
-        timed = state.timed
-        now = state.host.timers.clock() if timed else 0.0
+        timed = self.timed
+        now = self.host.timers.clock() if timed else 0.0
         if timed:
             self._drop_expired(now)
-        if not self.ready:
+        if not self.queue.ready:
             if timed:
                 self._arm_ttl()
             return None
         qm = self._pop()
-        if state.options.quorum:
+        if self.options.quorum:
             # basic.get always shows the delivery count (0 the first time).
             qm.original = qm.published
             qm.message = with_delivery_count(qm.original, qm.deliveries)
@@ -475,23 +424,22 @@ class FeatureQueue(Queue):
         return qm
 
     def requeue(self, messages: Iterable[QueuedMessage]) -> None:
-        if self.deleted:
-            return
-        if self.ext.options.quorum:
+        if self.options.quorum:
             self._return(messages)
         else:
-            ready = self.ready
+            ready = self.queue.ready
             for qm in sorted(messages, key=_seq, reverse=True):
                 fm = featured(qm)
                 fm.redelivered = True
                 ready.reinsert(fm)
-                self.ext.ready_bytes += len(fm.message.body)
+                self.ready_bytes += len(fm.message.body)
         self._after_requeue()
 
     def _return(self, messages: Iterable[QueuedMessage]) -> None:
         """Quorum: returned messages go to the back, counted, up to the limit."""
-        limit = self.ext.options.delivery_limit
-        store = self.store
+        limit = self.options.delivery_limit
+        queue = self.queue
+        store = queue.store
         for qm in messages:
             fm = featured(qm)
             fm.deliveries += 1
@@ -499,9 +447,9 @@ class FeatureQueue(Queue):
                 self._discard(fm, DELIVERY_LIMIT)
                 continue
             if fm.persisted and store is not None:
-                store.remove(self.store_id, fm.seq)
-            fm.seq = self.next_seq
-            self.next_seq += 1
+                store.remove(queue.store_id, fm.seq)
+            fm.seq = queue.next_seq
+            queue.next_seq += 1
             fm.redelivered = True
             fm.original = fm.published
             fm.message = with_delivery_count(fm.original, fm.deliveries)
@@ -510,44 +458,38 @@ class FeatureQueue(Queue):
             self._append(fm)
 
     def _after_requeue(self) -> None:
-        options = self.ext.options
+        options = self.options
         if options.limited and options.overflow == DROP_HEAD:
             self._drop_over_limit()
-        if self.ext.timed:
-            self._expire(self.ext.host.timers.clock())
-        self.dispatch()
+        if self.timed:
+            self._expire(self.host.timers.clock())
+        self.queue.dispatch()
 
     def rejected(self, qm: QueuedMessage) -> None:
         fm = featured(qm)
         if fm.persisted:
-            self.settled(fm)
+            self.queue.settled(fm)
         self._dead_letter(fm.published, REJECTED)
 
-    def purge(self) -> int:
-        count = super().purge()
-        self.ext.ready_bytes = 0
+    def purged(self) -> None:
+        self.ready_bytes = 0
         self._arm_ttl()
-        return count
 
     # ------------------------------------------------------------ consumers
 
-    def add_consumer(self, consumer: Consumer) -> None:
-        state = self.ext
-        if state.options.single_active and state.active is None:
-            state.active = consumer
+    def consumer_added(self, consumer: Consumer) -> None:
+        if self.options.single_active and self.active is None:
+            self.active = consumer
         self.touch()
-        super().add_consumer(consumer)
 
-    def remove_consumer(self, consumer: Consumer) -> None:
-        super().remove_consumer(consumer)
-        state = self.ext
-        if state.active is consumer:
+    def consumer_removed(self, consumer: Consumer) -> None:
+        if self.active is consumer:
             # The next one takes over once this one has settled what it holds
             # (RabbitMQ 3.10): a closing channel's messages are requeued first.
-            state.draining = True
+            self.draining = True
             if not consumer.unacked:
-                self.dispatch()
-        if not self.consumers:
+                self.queue.dispatch()
+        if not self.queue.consumers:
             self.touch()
 
 

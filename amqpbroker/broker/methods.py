@@ -269,7 +269,7 @@ def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
         channel.add_consumer(consumer)
         return
     queue: Queue = vhost.get_queue(_queue_name(channel, m.queue), session)
-    quorum = queue.ext is not None and queue.ext.options.quorum
+    quorum = queue.rules is not None and queue.rules.options.quorum
     if channel.global_prefetch and quorum:
         raise errors.NotImplemented_(
             f"queue '{queue.name}' in vhost '{vhost.name}' does not support global qos"

@@ -20,9 +20,8 @@ from . import publish_extras
 from .channel import Channel
 from .exchanges.base import Exchange
 from .expiration import parse_expiration
-from .features import REFUSED
 from .message import Message
-from .queue import Queue
+from .queue import REFUSED, Queue
 
 if TYPE_CHECKING:
     from .session import Session

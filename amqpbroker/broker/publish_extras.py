@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol import properties as props
 from . import reply_to, sender_selected
-from .features import enable_features, message_ttl
+from .features import enable_rules
 from .message import Message
-from .paging import PagedQueue
 from .queue import Queue
 from .queue_arguments import PLAIN
+from .rule_messages import message_ttl
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -44,8 +44,8 @@ def route(
             )
         message = delivered
     if queues and message_ttl(message) is not None:
-        # Per-message TTL needs the queue features; a plain queue gains them here.
+        # Per-message TTL needs the queue rules; a plain queue gains them here.
         for queue in queues:
-            if type(queue) is Queue or type(queue) is PagedQueue:
-                enable_features(queue, vhost, PLAIN)
+            if queue.rules is None:
+                enable_rules(queue, PLAIN)
     return queues, message

@@ -1,5 +1,24 @@
 """A queue: ready messages in order, the consumers that drain it, and its counts.
 
+One class for every classic and quorum queue.  What varies is held in two parts,
+chosen when the queue is declared (queue_kinds.make_queue) and changed only by
+explicit calls:
+
+* where the ready messages live: ``ready``, the in-memory head (ready.py), and
+  ``tail``: None while they are all in memory, a :class:`~.ready.Tail` once a
+  durable queue has paged its tail out to the store (``page_out``; its ``paging``
+  part, paging.py, moves messages back as the head drains and drops the tail when
+  it is gone);
+* which rules apply: ``rules`` is None for a plain queue, or a :class:`RulesPart`
+  (features.py: TTLs, x-expires, length limits, dead lettering, priorities, single
+  active consumer, quorum delivery) given at declare or gained later
+  (features.enable_rules, when a message with its own TTL arrives).
+
+``plain`` (no rules, not paged) is the one attribute the hot path tests: a plain
+queue publishes, delivers and dispatches in a few lines below; anything else goes
+through the general path, which asks the parts.  tests/unit/test_queue_paths.py
+checks that both give what a client sees the same way.
+
 Delivery is synchronous and push-based: a publish that finds the queue empty and a
 consumer with room hands the message straight to that consumer's channel, which
 encodes the deliver frames into its connection's output buffer.  No task and no
@@ -7,24 +26,131 @@ channel hop per message (PERFORMANCE-NOTES: each costs ~10-20 us).
 
 Ordering (RABBITMQ.md): messages keep publish order; a requeued message goes back
 to its original position, found by its sequence number.
+
+What the rest of the broker calls (the interface a stream queue will implement as
+well): ``publish`` (returns whether the message was stored, or ``REFUSED``),
+``get``, ``dispatch``, ``requeue``, ``settled``, ``rejected``, ``purge``,
+``touch``, ``add_consumer``, ``remove_consumer``, ``message_count``,
+``consumer_count``, and the counters ``unacked`` and ``next_seq``.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..store.base import MessageRecord, Store
 from .message import Message, QueuedMessage
-from .ready import insert_by_seq
+from .ready import FifoReady, Ready, Tail
 
 if TYPE_CHECKING:
     from .consumer import Consumer
+    from .queue_arguments import QueueOptions
 
 # Ready messages a durable queue keeps in memory before its tail goes to disk
 # (paging.py): ~15 MB of 1 KiB messages.
 PAGE_OUT_AT = 10_000
+
+
+class Refused:
+    """What :meth:`Queue.publish` returns when a length limit refused the message
+    (reject-publish): the publisher gets basic.nack."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "REFUSED"
+
+
+REFUSED = Refused()
+
+
+class RulesPart(Protocol):
+    """The rules a queue applies beyond plain FIFO delivery (features.FeatureRules).
+
+    The queue hands an operation to its rules whole: the rules read and change the
+    queue's ready list, counters and tail (through the queue's paging part) as the
+    plain code would, and call ``queue.dispatch()`` when messages may go out."""
+
+    options: QueueOptions
+
+    def publish(self, message: Message) -> bool | Refused:
+        """Enqueue or deliver a new message: True when it went to the store."""
+
+    def deliver_ready(self) -> None:
+        """Deliver from the in-memory head while the rules and consumers allow."""
+
+    def get(self) -> QueuedMessage | None:
+        """basic.get from the in-memory head."""
+
+    def requeue(self, messages: Iterable[QueuedMessage]) -> None:
+        """Delivered messages come back (the queue is not deleted)."""
+
+    def rejected(self, qm: QueuedMessage) -> None:
+        """Rejected without requeue: settle it, dead-letter it."""
+
+    def purged(self) -> None:
+        """The in-memory head was just emptied."""
+
+    def restore(self, rec: MessageRecord, message: Message, redelivered: bool) -> None:
+        """A stored message joins the end of the head (recovery, page-in)."""
+
+    def take_moved(self, moved: Iterable[QueuedMessage]) -> None:
+        """Transient tail messages join the end of the head (paging)."""
+
+    def after_page_in(self) -> None:
+        """Messages were read in from the store: enforce what waited for them."""
+
+    def touch(self) -> None:
+        """The queue was used (declare, basic.get, consume): x-expires restarts."""
+
+    def next_consumer(self) -> Consumer | None:
+        """The consumer the next message goes to, or None."""
+
+    def consumer_added(self, consumer: Consumer) -> None:
+        """Before ``consumer`` joins the queue's list."""
+
+    def consumer_removed(self, consumer: Consumer) -> None:
+        """After ``consumer`` left the queue's list."""
+
+
+class PagingPart(Protocol):
+    """How a durable queue's tail goes to disk and comes back (paging.Paging)."""
+
+    def page_out(self, queue: Queue) -> None:
+        """The head is full: from now on new messages join ``queue.tail``."""
+
+    def publish(self, queue: Queue, message: Message) -> bool:
+        """A paged queue without rules: the message joins the tail."""
+
+    def to_tail(self, queue: Queue, qm: QueuedMessage) -> None:
+        """A queued message joins the end of the tail."""
+
+    def get(self, queue: Queue) -> QueuedMessage | None:
+        """basic.get reads through to the tail."""
+
+    def keep_head_filled(self, queue: Queue) -> None:
+        """The head drained a little: read the next messages in when it runs low."""
+
+    def fill_head_now(self, queue: Queue) -> bool:
+        """Bring the next messages to an empty head; False when none could be."""
+
+    def purge_tail(self, queue: Queue) -> None:
+        """Drop the tail (before the head is purged)."""
+
+    def page_in_plan(self, queue: Queue) -> tuple[int, int, int] | None:
+        """What the pager reads next: (after_seq, limit, generation), or None."""
+
+    def paged_in(
+        self, queue: Queue, records: list[MessageRecord], after: int, generation: int
+    ) -> bool:
+        """Apply a read made from a plan; False when the rest is not committed yet."""
+
+    def unpage(self, queue: Queue) -> None:
+        """Drop the tail if it is empty and the head below the window."""
 
 
 class Queue:
@@ -36,13 +162,14 @@ class Queue:
         "deleted",
         "durable",
         "exclusive_owner",
-        "ext",
         "had_consumer",
         "host",
         "name",
         "next_seq",
-        "pager",
+        "paging",
+        "plain",
         "ready",
+        "rules",
         "store",
         "store_id",
         "tail",
@@ -66,7 +193,7 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments = arguments or {}
-        self.ready: deque[QueuedMessage] = deque()
+        self.ready: Ready = FifoReady()
         # Consumers ordered by priority (highest first), registration order within a
         # priority; round robin rotates a consumer to the end of its priority group.
         self.consumers: list[Consumer] = []
@@ -79,26 +206,33 @@ class Queue:
         # Persistent messages published here are written there (group-committed).
         self.store: Store | None = None
         self.store_id = 0
-        # Durable queues page their tail out to the store past a length (paging.py):
-        # ``pager`` asks the broker to read the next messages back in.
-        self.pager: Callable[[Queue], None] | None = None
-        self.tail: Any = None
-        # The VirtualHost object (make_queue sets it): a paged queue that reads in a
-        # message with a per-message TTL gains queue features, which need it.
+        # The VirtualHost object (make_queue sets it): rules dead-letter through it
+        # and run their timers on it.
         self.host: Any = None
-        # Queues with TTLs, limits, dead lettering, priorities... are FeatureQueues
-        # (features.py); their state lives here, so a plain queue can become one
-        # (same slots) the first time a message with an expiration reaches it.
-        self.ext: Any = None
+        # The parts (module docstring); ``plain`` is what the hot path tests.
+        self.paging: PagingPart | None = None  # durable queues of a persistent broker
+        self.tail: Tail | None = None
+        self.rules: RulesPart | None = None
+        self.plain = True
 
     def __repr__(self) -> str:
         return f"<Queue {self.vhost!r}/{self.name!r} ready={len(self.ready)}>"
+
+    def parts_changed(self) -> None:
+        """Called by whatever sets ``rules`` or ``tail``."""
+        self.plain = self.rules is None and self.tail is None
+
+    def page_out(self) -> None:
+        """From now on the tail of this queue goes to disk (it has a paging part)."""
+        assert self.paging is not None
+        self.paging.page_out(self)
 
     # --------------------------------------------------------------- counts
 
     @property
     def message_count(self) -> int:
-        return len(self.ready)
+        tail = self.tail
+        return len(self.ready) if tail is None else len(self.ready) + tail.count
 
     @property
     def consumer_count(self) -> int:
@@ -110,25 +244,26 @@ class Queue:
 
     # -------------------------------------------------------------- publish
 
-    def publish(self, message: Message) -> bool:
+    def publish(self, message: Message) -> bool | Refused:
         """Enqueue (or deliver at once); True when the message went to the store,
-        so its publisher confirm must wait for the next group commit."""
-        if self.pager is not None and len(self.ready) >= PAGE_OUT_AT and type(self) is Queue:
-            from .paging import start_paging
-
-            start_paging(self)
-            return self.publish(message)
+        so its publisher confirm must wait for the next group commit; REFUSED when
+        a length limit refused it."""
+        if not self.plain:
+            return self._publish_general(message)
+        if self.paging is not None and len(self.ready) >= PAGE_OUT_AT:
+            self.page_out()
+            return self._publish_general(message)
         seq = self.next_seq
         self.next_seq = seq + 1
         stored = False
         store = self.store
         if store is not None and message.persistent:
-            self._store(store, seq, message)
+            self.store_new(store, seq, message)
             stored = True
         if not self.ready and self.consumers:
             # Fast path: hand it straight to a consumer with room (a no-ack one
             # needs no QueuedMessage: nothing would keep it).
-            consumer = self._next_consumer()
+            consumer = self._round_robin()
             if consumer is not None:
                 if consumer.no_ack and not stored:
                     consumer.channel.deliver(consumer, self, None, message)
@@ -140,7 +275,13 @@ class Queue:
         self.ready.append(QueuedMessage(seq, message, False, stored))
         return stored
 
-    def _store(self, store: Store, seq: int, message: Message) -> None:
+    def _publish_general(self, message: Message) -> bool | Refused:
+        if self.rules is not None:
+            return self.rules.publish(message)
+        assert self.paging is not None and self.tail is not None
+        return self.paging.publish(self, message)
+
+    def store_new(self, store: Store, seq: int, message: Message) -> None:
         """Write a newly published persistent message (group-committed later)."""
         store.enqueue(
             self.store_id,
@@ -150,8 +291,11 @@ class Queue:
         )
 
     def restore(self, rec: MessageRecord, message: Message, redelivered: bool) -> None:
-        """Recovery: a stored message goes back to the tail of the ready list."""
-        self.ready.append(QueuedMessage(rec.seq, message, redelivered, True))
+        """Recovery and page-in: a stored message joins the end of the head."""
+        if self.rules is not None:
+            self.rules.restore(rec, message, redelivered)
+        else:
+            self.ready.append(QueuedMessage(rec.seq, message, redelivered, True))
 
     # ---------------------------------------------------------- store hooks
 
@@ -161,16 +305,21 @@ class Queue:
             self.store.remove(self.store_id, qm.seq)
 
     def rejected(self, qm: QueuedMessage) -> None:
-        """basic.reject / basic.nack with requeue=false (feature queues dead-letter it)."""
-        if qm.persisted:
+        """basic.reject / basic.nack with requeue=false (rules may dead-letter it)."""
+        if self.rules is not None:
+            self.rules.rejected(qm)
+        elif qm.persisted:
             self.settled(qm)
 
     def touch(self) -> None:
         """The queue was declared again (x-expires counts that as a use)."""
+        if self.rules is not None:
+            self.rules.touch()
 
     # ------------------------------------------------------------- delivery
 
-    def _next_consumer(self) -> Consumer | None:
+    def _round_robin(self) -> Consumer | None:
+        """The first consumer with room, by priority; rotated behind its peers."""
         consumers = self.consumers
         if len(consumers) == 1:
             only = consumers[0]
@@ -188,52 +337,122 @@ class Queue:
                 return consumer
         return None
 
+    def next_consumer(self) -> Consumer | None:
+        """The consumer the next message goes to (the rules may choose), or None."""
+        if self.rules is not None:
+            return self.rules.next_consumer()
+        return self._round_robin()
+
     def dispatch(self) -> None:
         """Deliver ready messages while some consumer has room."""
+        if self.plain:
+            consumers = self.consumers
+            if len(consumers) == 1:
+                # Hot path (after each ack of a busy queue): one consumer, so
+                # _round_robin is can_take, and the loop can hold on to both.
+                ready = self.ready
+                only = consumers[0]
+                can_take = only.can_take
+                deliver = only.channel.deliver
+                while ready and can_take():
+                    deliver(only, self, ready.popleft())
+                return
+            self._deliver_in_turn()
+            return
+        self.deliver_ready()
+        if self.tail is not None:
+            assert self.paging is not None
+            self.paging.keep_head_filled(self)
+
+    def deliver_ready(self) -> None:
+        """The general dispatch, from the in-memory head only (paging calls it after
+        a page-in)."""
+        if self.rules is not None:
+            self.rules.deliver_ready()
+        else:
+            self._deliver_in_turn()
+
+    def _deliver_in_turn(self) -> None:
         ready = self.ready
         consumers = self.consumers
-        if len(consumers) == 1 and type(self) is Queue:
-            # Hot path (after each ack of a busy queue): one consumer, so
-            # _next_consumer is can_take, and the loop can hold on to both.
-            only = consumers[0]
-            can_take = only.can_take
-            deliver = only.channel.deliver
-            while ready and can_take():
-                deliver(only, self, ready.popleft())
-            return
         while ready and consumers:
-            consumer = self._next_consumer()
+            consumer = self._round_robin()
             if consumer is None:
                 return
             consumer.channel.deliver(consumer, self, ready.popleft())
 
     def get(self) -> QueuedMessage | None:
         """basic.get: the head of the queue, or None."""
+        if self.tail is not None:
+            assert self.paging is not None
+            return self.paging.get(self)
+        return self.take_head()
+
+    def take_head(self) -> QueuedMessage | None:
+        """basic.get from the in-memory head (what the rules allow)."""
+        if self.rules is not None:
+            return self.rules.get()
         return self.ready.popleft() if self.ready else None
 
     def requeue(self, messages: Iterable[QueuedMessage]) -> None:
         """Put delivered messages back at their original positions, redelivered."""
         if self.deleted:
             return
+        if self.rules is not None:
+            self.rules.requeue(messages)
+            return
         ready = self.ready
         # Newest first, so each usually goes straight to the head (see ready.py).
         for qm in sorted(messages, key=_seq, reverse=True):
             qm.redelivered = True
-            insert_by_seq(ready, qm)
+            ready.reinsert(qm)
         self.dispatch()
 
     def purge(self) -> int:
-        """Drop the ready messages; unacked ones stay (and stay stored)."""
-        count = len(self.ready)
+        """Drop the ready messages, on disk too; unacked ones stay (and stay stored)."""
+        count = self.message_count
+        if self.tail is not None:
+            assert self.paging is not None
+            self.paging.purge_tail(self)
         if self.store is not None:
             for qm in self.ready:
                 self.settled(qm)
         self.ready.clear()
+        if self.rules is not None:
+            self.rules.purged()
+        if self.tail is not None:
+            assert self.paging is not None
+            self.paging.unpage(self)
         return count
+
+    # ------------------------------------------------------------- page-in
+
+    def page_in_plan(self) -> tuple[int, int, int] | None:
+        """What the pager should read next for this queue, or None."""
+        if self.tail is None or self.paging is None:
+            return None
+        return self.paging.page_in_plan(self)
+
+    def paged_in(self, records: list[MessageRecord], after: int, generation: int) -> bool:
+        """Apply a read made from :meth:`page_in_plan`; False when the rest is not
+        committed yet (the pager retries after the next group commit)."""
+        if self.tail is None or self.paging is None:
+            return True
+        return self.paging.paged_in(self, records, after, generation)
+
+    def page_in_now(self) -> None:
+        """Synchronous page-in (basic.get on an empty head, brokers without a pager)."""
+        plan = self.page_in_plan()
+        if plan is None or self.store is None:
+            return
+        after, limit, generation = plan
+        self.paged_in(self.store.read_messages(self.store_id, after, limit), after, generation)
 
     # ------------------------------------------------------------ consumers
 
     def add_consumer(self, consumer: Consumer) -> None:
+        if self.rules is not None:
+            self.rules.consumer_added(consumer)
         consumers = self.consumers
         # Insert after every consumer of the same or higher priority.
         index = len(consumers)
@@ -248,6 +467,8 @@ class Queue:
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
+        if self.rules is not None:
+            self.rules.consumer_removed(consumer)
 
 
 def _seq(qm: QueuedMessage) -> int:

@@ -22,10 +22,10 @@ queue type it does not know: ``invalid arg 'x-queue-type' for queue 'q' in vhost
 '/': "unsupported queue type 'stream'"``, so a client fails at declare, clearly,
 instead of getting a queue that behaves like a classic one.
 
-:class:`QueueOptions` is the parsed result.  ``needs_features`` tells the vhost
-whether the plain, fast :class:`~amqpbroker.broker.queue.Queue` will do or the queue
-must be a :class:`~amqpbroker.broker.features.FeatureQueue`: that decision is taken
-here, once, and never per message.
+:class:`QueueOptions` is the parsed result.  ``needs_features`` tells
+``queue_kinds.make_queue`` whether the queue stays plain (the fast path) or starts
+with rules (:class:`~amqpbroker.broker.features.FeatureRules`): that decision is
+taken here, once, and never per message.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class QueueOptions:
 
 
 # No features: what a queue declared without arguments has, and what a plain queue
-# gains when a message with its own TTL reaches it (features.enable_features).
+# gains when a message with its own TTL reaches it (features.enable_rules).
 PLAIN = QueueOptions()
 
 

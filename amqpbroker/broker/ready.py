@@ -1,11 +1,12 @@
-"""Ready lists for feature queues: plain FIFO, and per-priority FIFOs for x-max-priority.
+"""Where a queue's ready messages live: the in-memory head (a FIFO, or per-priority
+FIFOs for x-max-priority) and, for a paged queue, the tail behind it (paging.py).
 
-Both look like the ``deque`` a plain queue uses wherever the rest of the broker
-reads ``queue.ready`` (``len``, truth, iteration in delivery order, ``[0]`` for the
-head, ``clear``, ``append``, ``popleft``) and add :meth:`reinsert`, which puts a
-requeued message back at its original position: by sequence number, within its
-priority level for a priority queue (RabbitMQ 3.10: FIFO within a level, a
-requeued message goes back where it was).
+Both heads offer what the rest of the broker reads of ``queue.ready`` (``len``,
+truth, iteration in delivery order, ``[0]`` for the head, ``clear``, ``append``,
+``popleft``) and :meth:`reinsert`, which puts a requeued message back at its
+original position: by sequence number, within its priority level for a priority
+queue (RabbitMQ 3.10: FIFO within a level, a requeued message goes back where it
+was).
 
 Priorities as RabbitMQ 3.10 applies them (rabbit_priority_queue): no priority
 property means 0, a priority above the queue's maximum counts as the maximum, and
@@ -46,7 +47,10 @@ def insert_by_seq(items: deque[QueuedMessage], qm: QueuedMessage) -> None:
 
 
 class FifoReady(deque["QueuedMessage"]):
-    """A deque with :meth:`reinsert`; ``append``/``popleft`` stay C-speed."""
+    """A deque with :meth:`reinsert`; ``append``/``popleft`` stay C-speed (no
+    ``__dict__``: method lookups go through the type cache as on a deque)."""
+
+    __slots__ = ()
 
     def reinsert(self, qm: QueuedMessage) -> None:
         insert_by_seq(self, qm)
@@ -111,3 +115,71 @@ class PriorityReady:
 
 
 Ready = FifoReady | PriorityReady
+
+
+class DiskRun:
+    """Consecutive tail messages that are only in the store: the ``count`` rows
+    after seq ``after`` (of this queue)."""
+
+    __slots__ = ("after", "count", "redelivered")
+
+    def __init__(self, after: int, count: int, redelivered: bool = False) -> None:
+        self.after = after
+        self.count = count
+        self.redelivered = redelivered  # recovered after a crash: may have been delivered
+
+
+class Tail:
+    """The messages behind a paged queue's in-memory head, oldest first: runs of
+    stored messages (on disk only) and of transient ones (in memory, in their place:
+    they must not be stored).  paging.py moves them to the head."""
+
+    __slots__ = ("bytes", "count", "generation", "runs", "sized")
+
+    def __init__(self, sized: bool = True) -> None:
+        self.runs: deque[DiskRun | deque[QueuedMessage]] = deque()
+        self.count = 0
+        # Body bytes of the tail, for x-max-length-bytes.  A queue recovered without
+        # that limit does not know them (summing them would read every stored message
+        # at startup) and does not need them: ``sized`` is False and they stay 0.
+        self.bytes = 0
+        self.sized = sized
+        # Bumped when the tail is dropped (purge, delete), so a page-in read that
+        # was under way when it happened is discarded.
+        self.generation = 0
+
+    def add_stored(self, seq: int, size: int) -> None:
+        last = self.runs[-1] if self.runs else None
+        if isinstance(last, DiskRun):
+            last.count += 1
+        else:
+            self.runs.append(DiskRun(seq - 1, 1))
+        self.count += 1
+        if self.sized:
+            self.bytes += size
+
+    def add_transient(self, qm: QueuedMessage) -> None:
+        last = self.runs[-1] if self.runs else None
+        if isinstance(last, deque):
+            last.append(qm)
+        else:
+            self.runs.append(deque((qm,)))
+        self.count += 1
+        if self.sized:
+            self.bytes += len(qm.message.body)
+
+    def taken(self, count: int, size: int) -> None:
+        """``count`` messages of ``size`` body bytes moved to the head."""
+        self.count -= count
+        if self.sized:
+            self.bytes -= size
+
+    def first_seq(self) -> int:
+        first = self.runs[0]
+        return first.after + 1 if isinstance(first, DiskRun) else first[0].seq
+
+    def clear(self) -> None:
+        self.runs.clear()
+        self.count = 0
+        self.bytes = 0
+        self.generation += 1

@@ -14,11 +14,12 @@ import attrs
 from ..store.base import Definitions
 from . import queue as _queue
 from .exchanges import make_exchange
-from .features import FeatureQueue, enable_features, make_queue
+from .features import enable_rules
 from .message import Message
 from .paging import pageable, resume_paged
 from .queue import Queue
 from .queue_arguments import PLAIN, options_from
+from .queue_kinds import keep_in_store, make_queue
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -78,8 +79,7 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
             auto_delete=q.auto_delete,
             arguments=q.arguments,
         )
-        queue.store, queue.store_id = store, q.queue_id
-        queue.pager = broker.request_page_in
+        keep_in_store(queue, store, q.queue_id, broker.request_page_in)
         after = 0
         loaded = loaded_bytes = 0
         while True:
@@ -92,8 +92,8 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
             for rec in records:
                 message = Message(rec.exchange, rec.routing_key, rec.header, rec.body)
                 redelivered = rec.redelivered or unclean
-                if rec.expires and type(queue) is Queue:
-                    enable_features(queue, vhost, PLAIN)  # per-message TTL
+                if rec.expires and queue.rules is None:
+                    enable_rules(queue, PLAIN)  # per-message TTL
                 queue.restore(rec, message, redelivered)
                 loaded_bytes += len(rec.body)
             stats.messages += len(records)
@@ -139,7 +139,7 @@ def _resume_tail(
     assert store is not None
     # Counted from the index alone; the body bytes only when a byte limit needs them
     # (their sum reads every stored message).
-    sized = isinstance(queue, FeatureQueue) and queue.ext.options.max_length_bytes is not None
+    sized = queue.rules is not None and queue.rules.options.max_length_bytes is not None
     if sized:
         count, size = store.queue_depth(queue_id)
         remaining, remaining_bytes = count - loaded, size - loaded_bytes

@@ -17,10 +17,10 @@ from .args_equivalence import assert_args_equivalent, assert_flag_equivalent
 from .exchanges import EXCHANGE_TYPES, make_exchange
 from .exchanges.base import Exchange, freeze
 from .exchanges.default import DefaultExchange
-from .features import make_queue
 from .message import Message
 from .queue import Queue
 from .queue_arguments import check_new_queue, check_server_named
+from .queue_kinds import keep_in_store, make_queue
 from .timers import Timers
 
 # Exchanges every vhost has, as RabbitMQ predeclares them: (name, type, internal).
@@ -276,9 +276,8 @@ class VirtualHost:
             )
             self.queues[name] = queue
             if queue.durable and self.store is not None:
-                queue.store = self.store
-                queue.pager = self.pager
-                queue.store_id = self.store.put_queue(self.name, name, True, auto_delete, arguments)
+                store_id = self.store.put_queue(self.name, name, True, auto_delete, arguments)
+                keep_in_store(queue, self.store, store_id, self.pager)
             return queue, True
         # Redeclare: exclusivity must match exactly (RabbitMQ's strict check).
         if existing.exclusive_owner is not (owner if exclusive else None):

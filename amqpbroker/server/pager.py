@@ -13,7 +13,7 @@ from collections.abc import Callable
 import trio
 
 from ..broker.broker import Broker
-from ..broker.paging import Paging, page_in_below
+from ..broker.paging import page_in_below
 from ..broker.queue import Queue
 from ..store.base import StoreError
 
@@ -43,8 +43,6 @@ async def run_pager(
             wakeup = trio.Event()
             while broker.page_requests:
                 queue = broker.page_requests.pop()
-                if not isinstance(queue, Paging):
-                    continue
                 plan = queue.page_in_plan()
                 if plan is None:
                     continue
@@ -70,7 +68,7 @@ async def run_pager(
                 failures = 0
                 if not queue.paged_in(records, after, generation):
                     broker.after_commit(_retry(broker, queue))
-                elif isinstance(queue, Paging) and len(queue.ready) < page_in_below():
+                elif queue.tail is not None and len(queue.ready) < page_in_below():
                     broker.page_requests.add(queue)
     finally:
         broker.wake_pager = None

@@ -61,7 +61,11 @@ def _queue_state(broker: amqpbroker.Broker, name: str = "long") -> tuple[str, in
 
     def read() -> tuple[str, int]:
         queue = core.vhosts["/"].queues[name]
-        return type(queue).__name__, len(queue.ready)
+        # Its parts, named as "Paged" (a tail on disk) + "Feature" (rules) + "Queue".
+        kind = ("Paged" if queue.tail is not None else "") + (
+            "FeatureQueue" if queue.rules is not None else "Queue"
+        )
+        return kind, len(queue.ready)
 
     return broker.call(read)
 

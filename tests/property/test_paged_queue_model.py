@@ -25,9 +25,8 @@ from pamqp import commands
 
 from amqpbroker.broker import queue as queue_module
 from amqpbroker.broker.broker import Broker
-from amqpbroker.broker.features import REFUSED
 from amqpbroker.broker.message import Message, QueuedMessage
-from amqpbroker.broker.paging import Paging
+from amqpbroker.broker.queue import REFUSED
 from amqpbroker.config import Settings
 from amqpbroker.protocol import properties as props
 from amqpbroker.store import MemoryImage, MemoryStore
@@ -134,7 +133,7 @@ class PagedQueueMachine(RuleBasedStateMachine):
     @rule()
     def commit(self) -> None:
         self.store.commit()
-        if isinstance(self.queue, Paging):
+        if self.queue.tail is not None:
             self.broker.request_page_in(self.queue)
 
     # -- what must always hold -------------------------------------------------------------
@@ -148,7 +147,7 @@ class PagedQueueMachine(RuleBasedStateMachine):
             assert self.store.has_pending()
             return
         assert count == len(self.model)
-        if isinstance(self.queue, Paging):
+        if self.queue.tail is not None:
             self.was_paged = True
             assert self.queue.tail.count == len(self.model) - len(self.queue.ready)
 

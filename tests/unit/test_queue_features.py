@@ -17,9 +17,9 @@ from pamqp import commands
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.channel import Channel
 from amqpbroker.broker.deadletter import dead_lettered, is_cycle
-from amqpbroker.broker.features import REFUSED, FeatureQueue
+from amqpbroker.broker.features import FeatureRules
 from amqpbroker.broker.message import Message, QueuedMessage
-from amqpbroker.broker.queue import Queue
+from amqpbroker.broker.queue import REFUSED, Queue
 from amqpbroker.broker.queue_arguments import QueueOptions, options_from
 from amqpbroker.broker.ready import PriorityReady
 from amqpbroker.broker.timers import Timers
@@ -124,9 +124,9 @@ def test_callbacks_filing_due_deadlines_run_in_the_same_round(clock: FakeClock) 
 
 
 def test_plain_arguments_give_a_plain_queue(broker: Broker) -> None:
-    assert type(declare(broker, "a")) is Queue
-    assert type(declare(broker, "b", **{"x-custom": 1, "x-queue-type": "classic"})) is Queue
-    assert type(declare(broker, "c", **{"x-message-ttl": 10})) is FeatureQueue
+    assert declare(broker, "a").rules is None
+    assert declare(broker, "b", **{"x-custom": 1, "x-queue-type": "classic"}).rules is None
+    assert isinstance(declare(broker, "c", **{"x-message-ttl": 10}).rules, FeatureRules)
 
 
 def test_options_from_arguments() -> None:
@@ -160,7 +160,7 @@ def test_a_plain_queue_gains_features_in_place_for_a_per_message_ttl(
     vhost = broker.vhosts["/"]
     expiring = message(b"short", expiration="100")
     queues, routed = publish_extras.route(None, vhost, vhost.exchanges[""], expiring)  # type: ignore[arg-type]
-    assert list(queues) == [queue] and type(queue) is FeatureQueue
+    assert list(queues) == [queue] and isinstance(queue.rules, FeatureRules)
     queue.publish(routed)
     queue.publish(message(b"after"))
     clock.now += 1
