@@ -31,22 +31,22 @@ from pamqp import commands
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.session import Session
 from amqpbroker.config import Settings
-from amqpbroker.protocol import frames
+from amqpbroker.protocol import framing, method_codec
 
 BATCH = 100  # publishes per receive_data, as a client's sendall of 100 frames
 
 
 def _method(channel: int, method: object) -> bytes:
-    return frames.encode_method(channel, method)  # type: ignore[arg-type]
+    return method_codec.encode_method(channel, method)  # type: ignore[arg-type]
 
 
 def _open(broker: Broker, port: int) -> Session:
     session = Session(broker, f"127.0.0.1:{port}")
-    session.receive_data(frames.PROTOCOL_HEADER)
+    session.receive_data(framing.PROTOCOL_HEADER)
     session.receive_data(
         _method(
             0,
-            frames.make_method(
+            method_codec.make_method(
                 commands.Connection.StartOk,
                 mechanism="PLAIN",
                 response="\0guest\0guest",
@@ -57,13 +57,15 @@ def _open(broker: Broker, port: int) -> Session:
     session.receive_data(
         _method(
             0,
-            frames.make_method(
+            method_codec.make_method(
                 commands.Connection.TuneOk, channel_max=2047, frame_max=131072, heartbeat=0
             ),
         )
     )
-    session.receive_data(_method(0, frames.make_method(commands.Connection.Open, virtual_host="/")))
-    session.receive_data(_method(1, frames.make_method(commands.Channel.Open)))
+    session.receive_data(
+        _method(0, method_codec.make_method(commands.Connection.Open, virtual_host="/"))
+    )
+    session.receive_data(_method(1, method_codec.make_method(commands.Channel.Open)))
     session.proto.take_output()
     return session
 
@@ -73,9 +75,9 @@ def _publishes(count: int) -> bytes:
     header = struct.pack(">HHQH", 60, 0, 16, 0)
     body = b"x" * 16
     one = (
-        frames.encode_frame(frames.FRAME_METHOD, 1, method)
-        + frames.encode_frame(frames.FRAME_HEADER, 1, header)
-        + frames.encode_frame(frames.FRAME_BODY, 1, body)
+        framing.encode_frame(framing.FRAME_METHOD, 1, method)
+        + framing.encode_frame(framing.FRAME_HEADER, 1, header)
+        + framing.encode_frame(framing.FRAME_BODY, 1, body)
     )
     return one * count
 
@@ -88,16 +90,16 @@ def _setup(no_ack: bool, consume: bool = True) -> tuple[Broker, Session, Session
     broker = Broker(Settings(consumer_timeout=0))
     publisher = _open(broker, 1)
     consumer = _open(broker, 2)
-    consumer.receive_data(_method(1, frames.make_method(commands.Queue.Declare, queue="q")))
+    consumer.receive_data(_method(1, method_codec.make_method(commands.Queue.Declare, queue="q")))
     if not no_ack:
         consumer.receive_data(
-            _method(1, frames.make_method(commands.Basic.Qos, prefetch_count=1000))
+            _method(1, method_codec.make_method(commands.Basic.Qos, prefetch_count=1000))
         )
     if consume:
         consumer.receive_data(
             _method(
                 1,
-                frames.make_method(
+                method_codec.make_method(
                     commands.Basic.Consume, queue="q", consumer_tag="c", no_ack=no_ack
                 ),
             )
@@ -137,7 +139,7 @@ def run_backlog(messages: int) -> float:
     for _ in range(messages // BATCH):
         publisher.receive_data(batch)
     consumer.receive_data(
-        _method(1, frames.make_method(commands.Basic.Consume, queue="q", consumer_tag="c"))
+        _method(1, method_codec.make_method(commands.Basic.Consume, queue="q", consumer_tag="c"))
     )
     channel = consumer.channels[1]
     queue = broker.vhosts["/"].queues["q"]

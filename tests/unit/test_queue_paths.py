@@ -24,30 +24,30 @@ from amqpbroker.broker.queue import Queue
 from amqpbroker.broker.queue_args import PLAIN
 from amqpbroker.broker.session import Session
 from amqpbroker.config import Settings
-from amqpbroker.protocol import frames
+from amqpbroker.protocol import framing, method_codec
 
 CHANNELS = (1, 2)  # the consumer connection's channels
 
 
 def _method(channel: int, method: object) -> bytes:
-    return frames.encode_method(channel, method)  # type: ignore[arg-type]
+    return method_codec.encode_method(channel, method)  # type: ignore[arg-type]
 
 
 def _open(broker: Broker, port: int) -> Session:
     session = Session(broker, f"127.0.0.1:{port}")
-    session.receive_data(frames.PROTOCOL_HEADER)
+    session.receive_data(framing.PROTOCOL_HEADER)
     for method in (
-        frames.make_method(
+        method_codec.make_method(
             commands.Connection.StartOk, mechanism="PLAIN", response="\0guest\0guest"
         ),
-        frames.make_method(
+        method_codec.make_method(
             commands.Connection.TuneOk, channel_max=2047, frame_max=131072, heartbeat=0
         ),
-        frames.make_method(commands.Connection.Open, virtual_host="/"),
+        method_codec.make_method(commands.Connection.Open, virtual_host="/"),
     ):
         session.receive_data(_method(0, method))
     for channel in CHANNELS:
-        session.receive_data(_method(channel, frames.make_method(commands.Channel.Open)))
+        session.receive_data(_method(channel, method_codec.make_method(commands.Channel.Open)))
     session.proto.take_output()
     return session
 
@@ -56,9 +56,9 @@ def _publish(body: bytes) -> bytes:
     method = struct.pack(">HHH", 60, 40, 0) + b"\x00" + b"\x01q" + b"\x00"
     header = struct.pack(">HHQH", 60, 0, len(body), 0)
     return (
-        frames.encode_frame(frames.FRAME_METHOD, 1, method)
-        + frames.encode_frame(frames.FRAME_HEADER, 1, header)
-        + frames.encode_frame(frames.FRAME_BODY, 1, body)
+        framing.encode_frame(framing.FRAME_METHOD, 1, method)
+        + framing.encode_frame(framing.FRAME_HEADER, 1, header)
+        + framing.encode_frame(framing.FRAME_BODY, 1, body)
     )
 
 
@@ -70,7 +70,7 @@ class Side:
         self.publisher = _open(self.broker, 1)
         self.consumer = _open(self.broker, 2)
         self.consumer.receive_data(
-            _method(1, frames.make_method(commands.Queue.Declare, queue="q"))
+            _method(1, method_codec.make_method(commands.Queue.Declare, queue="q"))
         )
         self.queue: Queue = self.broker.vhosts["/"].queues["q"]
         if general:
@@ -116,38 +116,44 @@ def _apply(side: Side, command: tuple[object, ...], serial: int, tags: list[int]
     channel = command[1]
     assert isinstance(channel, int)
     if kind == "qos":
-        side.send(channel, frames.make_method(commands.Basic.Qos, prefetch_count=command[2]))
+        side.send(channel, method_codec.make_method(commands.Basic.Qos, prefetch_count=command[2]))
     elif kind == "consume":
         tag = f"c{channel}.{command[2]}"
         if tag not in side.consumer.channels[channel].consumers:
             side.send(
                 channel,
-                frames.make_method(
+                method_codec.make_method(
                     commands.Basic.Consume, queue="q", consumer_tag=tag, no_ack=command[3]
                 ),
             )
     elif kind == "cancel":
         side.send(
             channel,
-            frames.make_method(commands.Basic.Cancel, consumer_tag=f"c{channel}.{command[2]}"),
+            method_codec.make_method(
+                commands.Basic.Cancel, consumer_tag=f"c{channel}.{command[2]}"
+            ),
         )
     elif kind in ("ack", "nack"):
         if not tags:
             return
         tag = tags[command[2] % len(tags)]  # type: ignore[operator]
         if kind == "ack":
-            method = frames.make_method(commands.Basic.Ack, delivery_tag=tag, multiple=command[3])
+            method = method_codec.make_method(
+                commands.Basic.Ack, delivery_tag=tag, multiple=command[3]
+            )
         else:
-            method = frames.make_method(
+            method = method_codec.make_method(
                 commands.Basic.Nack, delivery_tag=tag, multiple=command[3], requeue=command[4]
             )
         side.send(channel, method)
     elif kind == "get":
-        side.send(channel, frames.make_method(commands.Basic.Get, queue="q", no_ack=command[2]))
+        side.send(
+            channel, method_codec.make_method(commands.Basic.Get, queue="q", no_ack=command[2])
+        )
     elif kind == "recover":
-        side.send(channel, frames.make_method(commands.Basic.Recover, requeue=True))
+        side.send(channel, method_codec.make_method(commands.Basic.Recover, requeue=True))
     elif kind == "purge":
-        side.send(channel, frames.make_method(commands.Queue.Purge, queue="q"))
+        side.send(channel, method_codec.make_method(commands.Queue.Purge, queue="q"))
 
 
 @settings(
