@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pamqp import commands, header
 
-from amqpbroker.broker import features, publish, publish_extras, reply_to, sender_selected
+from amqpbroker.broker import publish, publish_extras, reply_to, rule_messages, sender_selected
 from amqpbroker.management import messages
 from amqpbroker.protocol import properties as props
 from amqpbroker.testing import helpers
@@ -61,7 +61,7 @@ def test_each_flag_is_the_bit_pamqp_writes(name: str) -> None:
     [
         (sender_selected._HEADERS_FLAG, {"headers"}),
         (reply_to._REPLY_TO_FLAG, {"reply_to"}),
-        (features._EXPIRATION_FLAG, {"expiration"}),
+        (rule_messages._EXPIRATION_FLAG, {"expiration"}),
         (publish_extras.SPECIAL_FLAGS, {"headers", "reply_to", "expiration"}),
     ],
 )

@@ -21,7 +21,7 @@ from pamqp import commands
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.features import enable_rules
 from amqpbroker.broker.queue import Queue
-from amqpbroker.broker.queue_args import PLAIN
+from amqpbroker.broker.queue_arguments import PLAIN
 from amqpbroker.broker.session import Session
 from amqpbroker.config import Settings
 from amqpbroker.protocol import framing, method_codec
