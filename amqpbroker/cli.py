@@ -26,6 +26,7 @@ from .cli_security import port_number
 from .config import DEFAULT_CONSUMER_TIMEOUT, DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, Settings
 from .server.server import Server
 from .store import StoreError
+from .versions import DEFAULT_VERSION, VERSIONS
 
 if TYPE_CHECKING:
     from .management.context import ManagementContext
@@ -112,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="amqpbroker", description="An AMQP 0-9-1 broker for RabbitMQ clients.")
     parser.add_argument("--version", action="version", version=f"amqpbroker {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument(
+        "--rabbitmq-version",
+        choices=tuple(VERSIONS),
+        default=DEFAULT_VERSION,
+        help=f"behave as this RabbitMQ release where clients can tell ({DEFAULT_VERSION})",
+    )
     parser.add_argument(
         "--port",
         type=port_number,
@@ -236,6 +243,7 @@ def _fraction(value: str) -> float:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     data_dir = ":memory:" if args.transient else args.data_dir
     return Settings(
+        rabbitmq_version=args.rabbitmq_version,
         host=args.host,
         port=args.port,
         data_dir=data_dir,

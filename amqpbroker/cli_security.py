@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from .config import DEFAULT_CHANNEL_MAX, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
+from .config import DEFAULT_CHANNEL_MAX, DEFAULT_HANDSHAKE_TIMEOUT
 from .server import tls as tls_module
 
 
@@ -99,8 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--max-message-size",
         type=_count,
-        default=DEFAULT_MAX_MESSAGE_SIZE,
-        help=f"largest message body in bytes ({DEFAULT_MAX_MESSAGE_SIZE}, 128 MiB)",
+        default=None,
+        help="largest message body in bytes (the RabbitMQ version's: 16 MiB, 128 MiB for 3.10)",
     )
     limits.add_argument(
         "--handshake-timeout",

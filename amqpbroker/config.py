@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import attrs
 
+from .versions import DEFAULT_VERSION, Behaviour, behaviour
+
 # RabbitMQ's defaults, so clients negotiate the same values against either broker.
 DEFAULT_PORT = 5672
 DEFAULT_CHANNEL_MAX = 2047
 DEFAULT_FRAME_MAX = 131072
 DEFAULT_HEARTBEAT = 60
-# RabbitMQ 3.x's max_message_size.
-DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 # AMQP handshake must complete within this many seconds (RabbitMQ: 10 s).
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 # Delivery acknowledgement timeout, ms (RabbitMQ 3.10's consumer_timeout: 30 min).
@@ -19,8 +19,14 @@ DEFAULT_CONSUMER_TIMEOUT = 1_800_000
 DEFAULT_MANAGEMENT_PORT = 15672
 
 
+def _known_version(_settings: object, _attribute: object, value: str) -> None:
+    behaviour(value)  # raises ValueError for a version we do not mimic
+
+
 @attrs.frozen
 class Settings:
+    # Which RabbitMQ release to behave as where clients can tell (versions.py).
+    rabbitmq_version: str = attrs.field(default=DEFAULT_VERSION, validator=_known_version)
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     data_dir: str | None = None
@@ -31,7 +37,8 @@ class Settings:
     channel_max: int = DEFAULT_CHANNEL_MAX
     frame_max: int = DEFAULT_FRAME_MAX
     heartbeat: int = DEFAULT_HEARTBEAT
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    # Largest message body; None: the RabbitMQ version's default (versions.py).
+    max_message_size: int | None = None
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     # A channel holding a delivery unacked this long (ms) is closed; 0 disables it.
     consumer_timeout: int = DEFAULT_CONSUMER_TIMEOUT
@@ -67,3 +74,15 @@ class Settings:
     max_connections: int = 0
     max_consumers_per_channel: int = 0
     max_queues_per_vhost: int = 0
+
+    @property
+    def behaviour(self) -> Behaviour:
+        """The row of versions.py for ``rabbitmq_version``."""
+        return behaviour(self.rabbitmq_version)
+
+    @property
+    def message_size_limit(self) -> int:
+        """The largest message body: the setting, else the version's default."""
+        if self.max_message_size is not None:
+            return self.max_message_size
+        return self.behaviour.max_message_size

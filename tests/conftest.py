@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import amqpbroker
+from amqpbroker.testing.pytest_plugin import EmbeddedBrokers, marked_version
 
 _vhost_ids = itertools.count(1)
 
@@ -18,9 +19,18 @@ collect_ignore = ["example_project"]
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[amqpbroker.Broker]:
-    with amqpbroker.Broker() as running:
-        yield running
+def brokers() -> Iterator[EmbeddedBrokers]:
+    """Embedded brokers by RabbitMQ release, started on first use."""
+    pool = EmbeddedBrokers()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def broker(brokers: EmbeddedBrokers, request: pytest.FixtureRequest) -> amqpbroker.Broker:
+    """The broker of the release the test is marked with
+    (``@pytest.mark.rabbitmq_version("3.10")``), else of the default one (4.0)."""
+    return brokers.get(marked_version(request.node))
 
 
 @pytest.fixture

@@ -57,6 +57,20 @@ def test_claim_names_existing_tests(row: dict[str, object]) -> None:
         assert base in _test_names(path), f"{row['id']}: no test {name} in {file}"
 
 
+def test_version_rows_name_known_versions() -> None:
+    from amqpbroker.versions import VERSIONS
+
+    assert tuple(VERSIONS) == render.VERSIONS
+    for row in ROWS:
+        versions = row.get("versions", {})
+        checked = row.get("checked", {})
+        assert set(versions) <= set(VERSIONS), row["id"]  # type: ignore[arg-type]
+        assert set(checked) <= set(VERSIONS), row["id"]  # type: ignore[arg-type]
+        assert set(checked.values()) <= set(render.CHECKED_MARK), row["id"]  # type: ignore[attr-defined]
+        if versions:
+            assert "3.10" in versions, f"{row['id']}: versions must start at 3.10"  # type: ignore[operator]
+
+
 def test_readme_table_matches_matrix() -> None:
     text = render.README.read_text(encoding="utf-8")
     section = render.readme_section(text)

@@ -70,6 +70,8 @@ class Broker:
         ``clock`` (seconds, wall-clock time by default) is what TTLs and other
         deadlines are measured with; tests pass their own and call :meth:`run_timers`."""
         self.settings = settings or Settings()
+        # What differs by RabbitMQ release (versions.py): handlers read it as data.
+        self.behaviour = self.settings.behaviour
         self.clock: Callable[[], float] = clock or time.time
         # Deadlines (TTLs, x-expires, ack timeouts); server/clock.py runs them.
         self.timers = Timers(self.clock)
@@ -222,6 +224,7 @@ class Broker:
             vhost.store = self.store
             vhost.pager = self.request_page_in
             vhost.timers = self.timers
+            vhost.behaviour = self.behaviour
             # Replies to amq.rabbitmq.reply-to.* names route through the default exchange.
             vhost.exchanges[""] = DefaultExchange(vhost.queues.get, self.reply_queues.get)
             if self.store is not None:
@@ -273,7 +276,13 @@ class Broker:
                 )
                 return None
         else:
-            creds = parse_plain(response) if mechanism == "PLAIN" else parse_amqplain(response)
+            if mechanism == "ANONYMOUS":
+                # RabbitMQ 4: a fixed user and password (anonymous_login_user / _pass).
+                creds = self.behaviour.anonymous_login
+            elif mechanism == "PLAIN":
+                creds = parse_plain(response)
+            else:
+                creds = parse_amqplain(response)
             if creds is None:
                 log.warning("%s login refused from %s: malformed response", mechanism, peer)
                 return None

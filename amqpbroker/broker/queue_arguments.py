@@ -35,6 +35,7 @@ from typing import Any
 import attrs
 
 from .. import errors
+from ..versions import DEFAULT_BEHAVIOUR, Behaviour
 from .args_equivalence import amqp_type
 
 CLASSIC = "classic"
@@ -123,8 +124,20 @@ def queue_type_of(arguments: dict[str, Any]) -> str:
     return _text(value) if isinstance(value, str | bytes | bytearray) else CLASSIC
 
 
-def options_from(arguments: dict[str, Any]) -> QueueOptions:
-    """The features of a queue with these (already validated) arguments.
+def _delivery_limit(value: Any, behaviour: Behaviour) -> int | None:
+    limit = _int(value)
+    if limit is None:
+        return behaviour.quorum_default_delivery_limit
+    if limit < 0 and behaviour.quorum_negative_limit_unlimited:
+        return None
+    return limit
+
+
+def options_from(
+    arguments: dict[str, Any], behaviour: Behaviour = DEFAULT_BEHAVIOUR
+) -> QueueOptions:
+    """The features of a queue with these (already validated) arguments, under the
+    delivery-limit rules of ``behaviour``'s RabbitMQ release.
 
     Also used when recovering durable queues, whose arguments were valid when
     declared.  Values of the wrong type are ignored, as RabbitMQ ignores an
@@ -152,7 +165,11 @@ def options_from(arguments: dict[str, Any]) -> QueueOptions:
         ),
         max_priority=_int(arguments.get("x-max-priority")) if queue_type == CLASSIC else None,
         single_active=arguments.get("x-single-active-consumer") is True,
-        delivery_limit=_int(arguments.get("x-delivery-limit")) if queue_type == QUORUM else None,
+        delivery_limit=(
+            _delivery_limit(arguments.get("x-delivery-limit"), behaviour)
+            if queue_type == QUORUM
+            else None
+        ),
     )
 
 
@@ -330,9 +347,11 @@ def check_new_queue(
     durable: bool,
     exclusive: bool,
     auto_delete: bool,
+    behaviour: Behaviour = DEFAULT_BEHAVIOUR,
 ) -> QueueOptions:
     """Steps 2 to 5 of the module doc for a queue about to be created; returns its
-    options.  Raises PreconditionFailed with RabbitMQ's texts."""
+    options (``behaviour``: the RabbitMQ release's defaults).  Raises
+    PreconditionFailed with RabbitMQ's texts."""
     queue_type = queue_type_of(arguments)
     where = _where(name, vhost)
     dlx = arguments.get("x-dead-letter-exchange", "")
@@ -366,4 +385,4 @@ def check_new_queue(
         ):
             if bad:
                 raise errors.PreconditionFailed(f"invalid property '{prop}' for {where}")
-    return options_from(arguments)
+    return options_from(arguments, behaviour)

@@ -74,7 +74,7 @@ def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
         queue = make_queue(
             vhost,
             q.name,
-            options_from(q.arguments),
+            options_from(q.arguments, vhost.behaviour),
             durable=True,
             auto_delete=q.auto_delete,
             arguments=q.arguments,

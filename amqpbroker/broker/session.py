@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("amqpbroker.connection")
 
-# SASL mechanisms offered to every client (RabbitMQ's default auth_mechanisms).
-MECHANISMS = ("PLAIN", "AMQPLAIN")
 # Stop delivering to a connection with this much unsent output; a slow consumer
 # then holds messages in its queue instead of growing our buffer without bound.
 HIGH_WATER = 4 * 1024 * 1024
@@ -60,15 +58,20 @@ class Session:
         # unrestricted in its vhost (permissions.check_publish), -1: not known to be.
         self.unrestricted_at = -1
         settings = broker.settings
+        # The RabbitMQ release this broker behaves as (versions.py).
+        self.behaviour = behaviour = broker.behaviour
+        # SASL mechanisms offered (the release's default auth_mechanisms).
+        mechanisms = behaviour.mechanisms
         self.proto = AMQPConnection(
             self,
             channel_max=settings.channel_max,
             frame_max=settings.frame_max,
             heartbeat=settings.heartbeat,
-            max_message_size=settings.max_message_size,
+            max_message_size=settings.message_size_limit,
+            version=behaviour.full_version,
             information=f"amqpbroker {broker.version}",
             now=now,
-            mechanisms=MECHANISMS if cert_user is None else (*MECHANISMS, "EXTERNAL"),
+            mechanisms=mechanisms if cert_user is None else (*mechanisms, "EXTERNAL"),
         )
         self.channels: dict[int, Channel] = {}
         self.vhost: VirtualHost | None = None

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import errors
 from ..store.base import BindingRecord, ExchangeRecord, Store
+from ..versions import DEFAULT_BEHAVIOUR, Behaviour
 from .args_equivalence import assert_args_equivalent, assert_flag_equivalent
 from .exchanges import EXCHANGE_TYPES, make_exchange
 from .exchanges.base import Exchange, freeze
@@ -72,7 +73,7 @@ def exchange_record(vhost: str, exchange: Exchange) -> ExchangeRecord:
     )
 
 
-# RabbitMQ 3.x says "invalid exchange type" when the name is an atom its Erlang VM
+# RabbitMQ (3.10 and 4.0 alike) says "invalid exchange type" when the name is an atom its Erlang VM
 # already knows, else "unknown exchange type" (rabbit_exchange:check_type).  Names
 # seen as "invalid" on RabbitMQ 3.10.8; everything else (typos, plugin types such as
 # x-delayed-message) reads "unknown".
@@ -117,6 +118,8 @@ class VirtualHost:
         self.pager: Callable[[Queue], None] | None = None
         # The broker's clock and deadlines (TTLs, x-expires); set by the broker.
         self.timers = Timers()
+        # What differs by RabbitMQ release (versions.py); set by the broker.
+        self.behaviour: Behaviour = DEFAULT_BEHAVIOUR
 
     # ------------------------------------------------------------- exchanges
 
@@ -149,8 +152,11 @@ class VirtualHost:
                 raise errors.NotFound(f"no {self._where('exchange', name)}")
             return existing
         if type_name not in EXCHANGE_TYPES:
-            # Checked before anything else, even when the exchange exists (RabbitMQ 3.x).
-            raise errors.CommandInvalid(f"{_type_error(type_name)} exchange type '{type_name}'")
+            # Checked before anything else, even when the exchange exists; 3.10 closes
+            # the connection (503), 4.x the channel (406), with the same text.
+            raise self.behaviour.unknown_exchange_type_error(
+                f"{_type_error(type_name)} exchange type '{type_name}'"
+            )
         if existing is None:
             if name.startswith("amq."):
                 raise errors.AccessRefused(
@@ -264,6 +270,7 @@ class VirtualHost:
                 durable=durable,
                 exclusive=exclusive,
                 auto_delete=auto_delete,
+                behaviour=self.behaviour,
             )
             queue = make_queue(
                 self,

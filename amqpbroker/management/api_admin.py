@@ -254,7 +254,7 @@ async def export_all(api: Api) -> Any:
 
 @routes.get("/api/definitions/{vhost}", admin=True)
 async def export_vhost(api: Api) -> Any:
-    return definitions.export_vhost(api.vhost())
+    return definitions.export_vhost(api.vhost(), api.ctx.broker.behaviour.full_version)
 
 
 async def _import(api: Api, vhost: str | None) -> Any:

@@ -13,7 +13,7 @@ from .. import errors
 from ..broker import alarms
 from . import messages
 from .api import Api, RouteTable, bad_request, not_found
-from .context import ERLANG_VERSION, RABBITMQ_VERSION, ManagementContext
+from .context import ERLANG_VERSION, ManagementContext
 from .format import details
 from .totals import Snapshot, snapshot
 
@@ -91,8 +91,9 @@ def _listeners(ctx: ManagementContext) -> list[dict[str, Any]]:
 def overview(ctx: ManagementContext) -> dict[str, Any]:
     snap = snapshot(ctx.broker)
     rates = ctx.rates
+    version = ctx.broker.behaviour.full_version
     return {
-        "management_version": RABBITMQ_VERSION,
+        "management_version": version,
         "rates_mode": "basic",
         "sample_retention_policies": {
             "global": [600, 3600, 28800, 86400],
@@ -100,9 +101,9 @@ def overview(ctx: ManagementContext) -> dict[str, Any]:
             "detailed": [600],
         },
         "exchange_types": EXCHANGE_TYPES,
-        "product_version": RABBITMQ_VERSION,
+        "product_version": version,
         "product_name": "RabbitMQ",
-        "rabbitmq_version": RABBITMQ_VERSION,
+        "rabbitmq_version": version,
         "cluster_name": ctx.node,
         "erlang_version": ERLANG_VERSION,
         "erlang_full_version": f"amqpbroker on Python {platform.python_version()}",

@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     from ..broker.broker import Broker
     from ..broker.vhost import VirtualHost
 
-# The RabbitMQ release whose management API we answer as: clients such as
-# rabbitmqadmin and the Python management libraries look at these fields.  It is
-# also the version the AMQP side advertises (protocol/connection.py).
-RABBITMQ_VERSION = "3.10.8"
 # Reported as erlang_version; some tools display it, none act on it.
 ERLANG_VERSION = "25.2.3"
 

@@ -24,7 +24,7 @@ from typing import Any
 from .. import errors
 from ..broker.vhost import VirtualHost
 from . import users
-from .context import RABBITMQ_VERSION, ManagementContext
+from .context import ManagementContext
 from .format import exchange_definition, iter_bindings, queue_definition
 
 log = logging.getLogger("amqpbroker.management")
@@ -68,11 +68,12 @@ def _vhost_items(vhost: VirtualHost, with_vhost: bool) -> dict[str, list[dict[st
 
 def export_all(ctx: ManagementContext) -> dict[str, Any]:
     broker = ctx.broker
+    version = broker.behaviour.full_version
     result: dict[str, Any] = {
-        "rabbit_version": RABBITMQ_VERSION,
-        "rabbitmq_version": RABBITMQ_VERSION,
+        "rabbit_version": version,
+        "rabbitmq_version": version,
         "product_name": "RabbitMQ",
-        "product_version": RABBITMQ_VERSION,
+        "product_version": version,
         "users": [users.user_info(broker, n) for n in users.names(broker)],
         "vhosts": [{"name": name} for name in sorted(broker.vhosts)],
         "permissions": users.permissions(broker),
@@ -90,8 +91,9 @@ def export_all(ctx: ManagementContext) -> dict[str, Any]:
     return result
 
 
-def export_vhost(vhost: VirtualHost) -> dict[str, Any]:
-    result: dict[str, Any] = {"rabbit_version": RABBITMQ_VERSION, "parameters": [], "policies": []}
+def export_vhost(vhost: VirtualHost, version: str) -> dict[str, Any]:
+    """``version``: the RabbitMQ release reported (versions.py's full_version)."""
+    result: dict[str, Any] = {"rabbit_version": version, "parameters": [], "policies": []}
     result.update(_vhost_items(vhost, False))
     return result
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import __version__
 from ..broker import alarms
-from .context import RABBITMQ_VERSION, ManagementContext
+from .context import ManagementContext
 from .totals import snapshot
 
 PROTOCOL = 'protocol="amqp091"'
@@ -109,6 +109,7 @@ def render(ctx: ManagementContext) -> str:
     )
     metric("rabbitmq_identity_info", "untyped", "RabbitMQ node & cluster identity info", 1,
            f'rabbitmq_node="{ctx.node}",rabbitmq_cluster="{ctx.node}"')  # fmt: skip
+    version = ctx.broker.behaviour.full_version
     metric("rabbitmq_build_info", "untyped", "RabbitMQ & Erlang/OTP version info", 1,
-           f'rabbitmq_version="{RABBITMQ_VERSION}",amqpbroker_version="{__version__}"')  # fmt: skip
+           f'rabbitmq_version="{version}",amqpbroker_version="{__version__}"')  # fmt: skip
     return "\n".join(lines) + "\n"

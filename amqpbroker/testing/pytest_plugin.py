@@ -18,6 +18,13 @@ in any suite of the environment:
     exchange, and ``wait_for_*``.  Needs the embedded broker; the test is skipped
     when the suite runs against an external one.
 
+The embedded broker behaves as RabbitMQ 4.0 unless told otherwise: pick another
+release for the whole suite with ``--amqp-rabbitmq-version 3.10`` (or the ini option
+``amqp_rabbitmq_version``), and for one test or module with the marker
+``@pytest.mark.rabbitmq_version("3.10")`` (its ``amqp_*`` fixtures then use an
+embedded broker of that release, started once per session; the marker does not
+change an external broker).
+
 Run the same tests against another broker, e.g. a real RabbitMQ::
 
     pytest --amqp-url amqp://guest:guest@localhost:5672/ \\
@@ -43,7 +50,8 @@ import itertools
 import os
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Union
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any, Union
 
 import pytest
 
@@ -55,6 +63,9 @@ if TYPE_CHECKING:
     AnyBroker = Union[Broker, ExternalBroker]  # noqa: UP007 (a runtime-free alias)
 
 URL_ENV = "AMQPBROKER_TEST_URL"
+VERSION_OPTION = "--amqp-rabbitmq-version"
+VERSION_INI = "amqp_rabbitmq_version"
+VERSION_MARKER = "rabbitmq_version"
 MANAGEMENT_URL_ENV = "AMQPBROKER_TEST_MANAGEMENT_URL"
 # Vhost names carry the test's name, cut to this length, to make a broker's logs
 # and errors ("no queue 'x' in vhost '...'") point at the test.
@@ -84,6 +95,80 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             f"there [env {MANAGEMENT_URL_ENV}]"
         ),
     )
+    group.addoption(
+        VERSION_OPTION,
+        default=None,
+        metavar="VERSION",
+        help="the RabbitMQ release the embedded broker behaves as: 3.10, 4.0 (default), "
+        f"4.1, 4.2 or 4.3 [ini {VERSION_INI}]",
+    )
+    parser.addini(VERSION_INI, "RabbitMQ release the embedded broker behaves as (4.0)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{VERSION_MARKER}(version): the test's amqp_* fixtures use an embedded broker "
+        "behaving as that RabbitMQ release (e.g. '3.10')",
+    )
+
+
+def configured_version(config: pytest.Config) -> str | None:
+    """The release chosen for the session (option, else ini), or None: the default."""
+    value = config.getoption(VERSION_OPTION) or config.getini(VERSION_INI)
+    return str(value) if value else None
+
+
+def marked_version(node: pytest.Item | pytest.Collector) -> str | None:
+    """The release a ``rabbitmq_version`` marker on the test (or its module) asks for."""
+    marker = node.get_closest_marker(VERSION_MARKER)
+    return str(marker.args[0]) if marker is not None else None
+
+
+def each_version(*versions: str) -> pytest.MarkDecorator:
+    """Run a test once per RabbitMQ release, each time with that release's embedded
+    broker behind its fixtures; the test may take the release as ``rabbitmq_version``::
+
+        @each_version("3.10", "4.0")
+        def test_something(amqp_url, rabbitmq_version): ...
+    """
+    marker = getattr(pytest.mark, VERSION_MARKER)
+    return pytest.mark.parametrize(
+        "rabbitmq_version", [pytest.param(v, marks=marker(v), id=f"rabbitmq{v}") for v in versions]
+    )
+
+
+class EmbeddedBrokers:
+    """Embedded brokers by RabbitMQ release, each started on first use and all
+    stopped by :meth:`close` (320 CONNECTION_FORCED to clients still connected).
+
+    ``settings`` are given to every broker (e.g. ``management=True``).
+
+    Error handling: an unknown release raises ValueError when asked for.
+    """
+
+    def __init__(self, default: str | None = None, **settings: Any) -> None:
+        self.default = default
+        self._settings = settings
+        self._brokers: dict[str | None, Broker] = {}
+        self._stack = ExitStack()
+
+    def get(self, version: str | None = None) -> Broker:
+        key = version or self.default
+        broker = self._brokers.get(key)
+        if broker is None:
+            from ..embed import Broker
+
+            settings = dict(self._settings)
+            if key is not None:
+                settings["rabbitmq_version"] = key
+            broker = self._stack.enter_context(Broker(**settings))
+            self._brokers[key] = broker
+        return broker
+
+    def close(self) -> None:
+        self._brokers.clear()
+        self._stack.close()
 
 
 def _external_urls(config: pytest.Config) -> tuple[str | None, str | None]:
@@ -120,10 +205,8 @@ def amqp_broker(request: pytest.FixtureRequest) -> Iterator[AnyBroker]:
     """
     url, management = _external_urls(request.config)
     if url is None:
-        from ..embed import Broker
-
-        with Broker() as embedded:
-            yield embedded
+        brokers: EmbeddedBrokers = request.getfixturevalue("_amqp_embedded_brokers")
+        yield brokers.get()
         return
     from .external import ExternalBroker
 
@@ -132,8 +215,29 @@ def amqp_broker(request: pytest.FixtureRequest) -> Iterator[AnyBroker]:
     yield external
 
 
+@pytest.fixture(scope="session")
+def _amqp_embedded_brokers(request: pytest.FixtureRequest) -> Iterator[EmbeddedBrokers]:
+    brokers = EmbeddedBrokers(configured_version(request.config))
+    try:
+        yield brokers
+    finally:
+        brokers.close()
+
+
 @pytest.fixture
-def amqp_vhost(amqp_broker: AnyBroker, request: pytest.FixtureRequest) -> Iterator[str]:
+def _amqp_test_broker(amqp_broker: AnyBroker, request: pytest.FixtureRequest) -> AnyBroker:
+    """``amqp_broker``, or the embedded broker of the release the test is marked with."""
+    from .external import ExternalBroker
+
+    version = marked_version(request.node)
+    if version is None or isinstance(amqp_broker, ExternalBroker):
+        return amqp_broker
+    brokers: EmbeddedBrokers = request.getfixturevalue("_amqp_embedded_brokers")
+    return brokers.get(version)
+
+
+@pytest.fixture
+def amqp_vhost(_amqp_test_broker: AnyBroker, request: pytest.FixtureRequest) -> Iterator[str]:
     """A vhost for this test alone, deleted (with its connections) after the test.
 
     Against an external broker without a management URL this is the URL's own vhost,
@@ -144,6 +248,7 @@ def amqp_vhost(amqp_broker: AnyBroker, request: pytest.FixtureRequest) -> Iterat
     """
     from .external import ExternalBroker
 
+    amqp_broker = _amqp_test_broker
     number = next(_vhost_numbers)
     if isinstance(amqp_broker, ExternalBroker):
         if not amqp_broker.isolated:
@@ -162,7 +267,7 @@ def amqp_vhost(amqp_broker: AnyBroker, request: pytest.FixtureRequest) -> Iterat
 
 
 @pytest.fixture
-def amqp_url(amqp_broker: AnyBroker, amqp_vhost: str) -> Iterator[str]:
+def amqp_url(_amqp_test_broker: AnyBroker, amqp_vhost: str) -> Iterator[str]:
     """``amqp://guest:guest@127.0.0.1:PORT/VHOST``: this test's own vhost (see
     ``amqp_vhost``).
 
@@ -175,6 +280,7 @@ def amqp_url(amqp_broker: AnyBroker, amqp_vhost: str) -> Iterator[str]:
     """
     from .external import ExternalBroker
 
+    amqp_broker = _amqp_test_broker
     if not isinstance(amqp_broker, ExternalBroker) or amqp_broker.isolation != "cleanup":
         yield amqp_broker.url_for(amqp_vhost)
         return
@@ -188,7 +294,7 @@ def amqp_url(amqp_broker: AnyBroker, amqp_vhost: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def amqp_inspector(amqp_broker: AnyBroker, amqp_vhost: str) -> Iterator[BrokerInspector]:
+def amqp_inspector(_amqp_test_broker: AnyBroker, amqp_vhost: str) -> Iterator[BrokerInspector]:
     """A :class:`~amqpbroker.testing.BrokerInspector` on this test's vhost, recording
     published messages from the start of the test.
 
@@ -197,6 +303,7 @@ def amqp_inspector(amqp_broker: AnyBroker, amqp_vhost: str) -> Iterator[BrokerIn
     """
     from .external import ExternalBroker
 
+    amqp_broker = _amqp_test_broker
     if isinstance(amqp_broker, ExternalBroker):
         pytest.skip("amqp_inspector looks inside the embedded broker; --amqp-url is set")
     from .helpers import BrokerInspector

@@ -24,6 +24,8 @@ from pika.exceptions import (
 from pikakit import connect as pika_connect
 from rawamqp import Closed, RawClient, connect, parse_url, raw_frame
 
+from amqpbroker.testing.pytest_plugin import each_version
+
 CAPABILITIES = {
     "publisher_confirms": True,
     "exchange_exchange_bindings": True,
@@ -65,7 +67,12 @@ def _works(url: str) -> None:
 # ---------------------------------------------------------------- handshake
 
 
-def test_pika_plain_login_sees_rabbitmq_server_properties(url: str) -> None:
+# The release each --rabbitmq-version reports (3.10 and 4.0: the references here).
+FULL_VERSIONS = {"3.10": "3.10.8", "4.0": "4.0.5", "4.1": "4.1.8", "4.2": "4.2.9", "4.3": "4.3.5"}
+
+
+@each_version(*FULL_VERSIONS)
+def test_pika_plain_login_sees_rabbitmq_server_properties(url: str, rabbitmq_version: str) -> None:
     conn = pika_connect(url)
     try:
         props = conn._impl.server_properties
@@ -80,7 +87,7 @@ def test_pika_plain_login_sees_rabbitmq_server_properties(url: str) -> None:
         }
         # kombu switches on basic.qos(global=True) only for RabbitMQ >= 3.3.
         assert props["product"] == "RabbitMQ"
-        assert props["version"].startswith("3.")
+        assert props["version"] == FULL_VERSIONS[rabbitmq_version]
         assert props["capabilities"] == CAPABILITIES
         assert conn.is_open
     finally:
@@ -88,19 +95,69 @@ def test_pika_plain_login_sees_rabbitmq_server_properties(url: str) -> None:
     assert conn.is_closed
 
 
-def test_start_offers_0_9_plain_amqplain_and_en_us(url: str) -> None:
+# connection.start's mechanisms, as RabbitMQ 3.10.8 and 4.0.5 list them.
+MECHANISMS = {"3.10": "PLAIN AMQPLAIN", "4.0": "AMQPLAIN PLAIN ANONYMOUS"}
+
+
+@each_version(*MECHANISMS)
+def test_start_offers_0_9_its_mechanisms_and_en_us(url: str, rabbitmq_version: str) -> None:
     with _raw(url) as client:
         start = client.start()
         assert (start.version_major, start.version_minor) == (0, 9)
-        assert start.mechanisms == "PLAIN AMQPLAIN"
+        assert start.mechanisms == MECHANISMS[rabbitmq_version]
         assert start.locales == "en_US"
         assert start.server_properties["capabilities"] == CAPABILITIES
+
+
+class AnonymousCredentials(pika.credentials.ExternalCredentials):
+    """SASL ANONYMOUS for pika, which ships only PLAIN and EXTERNAL (and accepts only
+    their classes)."""
+
+    TYPE = "ANONYMOUS"
+
+    def response_for(self, start: Any) -> tuple[str | None, bytes | None]:
+        if b"ANONYMOUS" not in pika.compat.as_bytes(start.mechanisms).split():
+            return None, None
+        return self.TYPE, b""
+
+
+def _anonymous(url: str) -> pika.BlockingConnection:
+    host, port, vhost = parse_url(url)
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            host, port, vhost, credentials=AnonymousCredentials(), socket_timeout=5
+        )
+    )
+
+
+@each_version("4.0")
+def test_anonymous_logs_in_as_guest(url: str, rabbitmq_version: str) -> None:
+    # RabbitMQ 4.0.5 says the same: ANONYMOUS is guest/guest (anonymous_login_user).
+    conn = _anonymous(url)
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()  # so that basic_publish waits for the broker's answer
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+            ch.basic_publish("", "nowhere", b"x", pika.BasicProperties(user_id="nobody"))
+        assert info.value.args == (
+            406,
+            "PRECONDITION_FAILED - user_id property set to 'nobody' but authenticated "
+            "user was 'guest'",
+        )
+    finally:
+        conn.close()
+
+
+@each_version("3.10")
+def test_anonymous_is_not_offered_by_3_10(url: str, rabbitmq_version: str) -> None:
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        _anonymous(url)
 
 
 def test_old_0_9_1_header_variant_is_accepted(url: str) -> None:
     with _raw(url) as client:
         start = client.start(protocol_header=b"AMQP\x01\x01\x00\x09")
-        assert start.mechanisms == "PLAIN AMQPLAIN"
+        assert (start.version_major, start.version_minor) == (0, 9)
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "AMQPLAIN"])
@@ -298,6 +355,7 @@ def test_pika_heartbeat_keeps_an_idle_connection_open(url: str) -> None:
 # ------------------------------------------------------- header, close, bad frames
 
 
+@pytest.mark.rabbitmq_version("3.10")
 @pytest.mark.parametrize("header", [b"HTTP/1.1 200\r\n", b"AMQP\x00\x00\x08\x00"])
 def test_bad_protocol_header_gets_0_9_1_header_and_close(url: str, header: bytes) -> None:
     with _raw(url) as client:
@@ -392,6 +450,7 @@ def test_channel_method_on_channel_zero_is_a_channel_error(
         assert (close.class_id, close.method_id) == ids
 
 
+@pytest.mark.rabbitmq_version("3.10")
 def test_connection_error_is_reported_to_pika(url: str) -> None:
     conn = pika_connect(url)
     try:
@@ -451,6 +510,7 @@ def test_select_connection_to_unknown_vhost_reports_open_error(url: str) -> None
     assert "NOT_ALLOWED - vhost no-such-vhost not found" in str(seen["open_error"])
 
 
+@pytest.mark.rabbitmq_version("3.10")
 def test_select_connection_sees_the_connection_error(url: str) -> None:
     def on_open(conn: Any) -> None:
         conn.channel(on_open_callback=lambda ch: ch.exchange_declare("x", "topik"))

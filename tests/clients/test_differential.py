@@ -1,8 +1,11 @@
 """The same scenarios against our broker and a real RabbitMQ; outcomes must be equal.
 
-The reference broker is AMQPBROKER_REFERENCE_URL (default
-amqp://guest:guest@127.0.0.1:5673/, see /work/shared/tools/start-rabbitmq.sh); the
-tests are skipped when nothing listens there.  Scenarios use names of their own
+Each scenario runs once per RabbitMQ release we can compare with, our broker in that
+release's mode against a real broker of it: RabbitMQ 3.10 at
+AMQPBROKER_REFERENCE_URL (default amqp://guest:guest@127.0.0.1:5673/, see
+../shared/tools/start-rabbitmq.sh) and RabbitMQ 4.0 at AMQPBROKER_REFERENCE4_URL
+(default amqp://guest:guest@127.0.0.1:5680/, start-rabbitmq4.sh).  A release whose
+reference does not listen is skipped.  Scenarios use names of their own
 (made unique per run) and clean up, since the reference vhost is shared; vhost names
 and those unique parts are normalised away before comparing.
 """
@@ -22,7 +25,12 @@ from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, Unr
 from pikakit import wait_until
 from rawamqp import RawClient, connect, parse_url
 
-REFERENCE_URL = os.environ.get("AMQPBROKER_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")
+from amqpbroker.testing.pytest_plugin import each_version
+
+REFERENCES = {
+    "3.10": os.environ.get("AMQPBROKER_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/"),
+    "4.0": os.environ.get("AMQPBROKER_REFERENCE4_URL", "amqp://guest:guest@127.0.0.1:5680/"),
+}
 
 
 def _listening(url: str) -> bool:
@@ -34,9 +42,7 @@ def _listening(url: str) -> bool:
     return True
 
 
-pytestmark = pytest.mark.skipif(
-    not _listening(REFERENCE_URL), reason=f"no reference broker at {REFERENCE_URL}"
-)
+LISTENING = {version: _listening(url) for version, url in REFERENCES.items()}
 
 
 class Names:
@@ -282,7 +288,13 @@ SCENARIOS = [
 ]
 
 
+@each_version(*REFERENCES)
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
-def test_same_outcome_as_rabbitmq(url: str, scenario: Callable[[str, Names], Any]) -> None:
-    expected = observe(REFERENCE_URL, scenario)
+def test_same_outcome_as_rabbitmq(
+    url: str, scenario: Callable[[str, Names], Any], rabbitmq_version: str
+) -> None:
+    reference = REFERENCES[rabbitmq_version]
+    if not LISTENING[rabbitmq_version]:
+        pytest.skip(f"no RabbitMQ {rabbitmq_version} reference broker at {reference}")
+    expected = observe(reference, scenario)
     assert observe(url, scenario) == expected

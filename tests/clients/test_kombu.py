@@ -18,6 +18,8 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.message import Message
 from kombu.simple import SimpleQueue
 
+from amqpbroker.testing.pytest_plugin import each_version
+
 pytestmark = pytest.mark.timeout(30)
 
 WAIT = 5.0
@@ -86,10 +88,14 @@ def ready_count(connection: Connection, queue: Queue) -> int:
 # --------------------------------------------------------------- round trips
 
 
-def test_kombu_sees_rabbitmq_3x_qos_semantics(connection: Connection) -> None:
-    # RabbitMQ >= 3.3 redefined basic.qos global; kombu (and Celery, which then
-    # sends global qos) decide from the server properties.  Same answer as 3.10.8.
-    assert connection.qos_semantics_matches_spec is False
+@each_version("3.10", "4.0")
+def test_kombu_sees_the_qos_semantics_of_the_version(
+    connection: Connection, rabbitmq_version: str
+) -> None:
+    # RabbitMQ 3.3-3.x redefined basic.qos global; kombu (and Celery, which then
+    # sends global qos) decide from the server properties' version: for 4.x it
+    # assumes global QoS is gone and uses per-consumer prefetch.
+    assert connection.qos_semantics_matches_spec is (rabbitmq_version != "3.10")
 
 
 def test_producer_consumer_round_trip(connection: Connection) -> None:
@@ -309,6 +315,7 @@ def test_qos_through_kombu(connection: Connection, apply_global: bool) -> None:
     assert collector.bodies == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.rabbitmq_version("3.10")
 def test_celery_style_global_qos_is_shared_by_consumers(connection: Connection) -> None:
     # What Celery does against RabbitMQ >= 3.3: one global prefetch for all its queues.
     apply_global = not connection.qos_semantics_matches_spec

@@ -15,6 +15,8 @@ from pamqp import commands
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 from rawamqp import RawClient, connect, raw_frame
 
+from amqpbroker.testing.pytest_plugin import each_version
+
 import amqpbroker
 from amqpbroker.broker.broker import Broker as BrokerCore
 from amqpbroker.cli import build_parser, settings_from_args
@@ -98,6 +100,25 @@ def test_max_message_size_is_checked_from_the_content_header(limited: amqpbroker
         assert isinstance(close, commands.Channel.Close)
         assert close.reply_text == (
             "PRECONDITION_FAILED - message size 2147483648 is larger than configured max size 1000"
+        )
+
+
+# The default body limit of each release (RabbitMQ's max_message_size default).
+DEFAULT_MAX_MESSAGE_SIZE = {"3.10": 128 * 1024 * 1024, "4.0": 16 * 1024 * 1024}
+
+
+@each_version(*DEFAULT_MAX_MESSAGE_SIZE)
+def test_default_max_message_size_follows_the_version(url: str, rabbitmq_version: str) -> None:
+    limit = DEFAULT_MAX_MESSAGE_SIZE[rabbitmq_version]
+    with connect(url) as client:
+        client.open_channel(1)
+        client.send(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+        client.send_bytes(raw_frame(2, 1, struct.pack(">HHQH", 60, 0, limit + 1, 0)))
+        close = client.recv_method()
+        assert isinstance(close, commands.Channel.Close)
+        assert close.reply_text == (
+            f"PRECONDITION_FAILED - message size {limit + 1} is larger than configured max size "
+            f"{limit}"
         )
 
 
@@ -234,5 +255,9 @@ def test_limit_flags_reach_the_settings() -> None:
     assert (defaults.max_connections, defaults.channel_max, defaults.max_message_size) == (
         0,
         2047,
-        128 * 1024 * 1024,
+        None,  # the RabbitMQ version's default
     )
+    # RabbitMQ 4.x's default body limit is 16 MiB, 3.10's 128 MiB.
+    assert defaults.message_size_limit == 16 * 1024 * 1024
+    old = settings_from_args(build_parser().parse_args(["--rabbitmq-version", "3.10"]))
+    assert old.message_size_limit == 128 * 1024 * 1024

@@ -85,6 +85,9 @@ def connect(broker: amqpbroker.Broker, vhost: str, user: str, password: str = "p
 # ----------------------------------------------------------------- the table
 
 
+# RECORDED was recorded on RabbitMQ 3.10.8 (4.0 differs in xdecl_badtype: a 406
+# channel close; tests/clients/test_exchanges.py covers that).
+@pytest.mark.rabbitmq_version("3.10")
 @pytest.mark.parametrize("short", list(USERS))
 def test_every_operation_is_checked_as_rabbitmq_does(
     broker: amqpbroker.Broker, vhost: str, users: Users, short: str

@@ -19,6 +19,8 @@ from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, Nac
 from pikakit import Inbox, new_queue, wait_until
 from wirekit import entries, record_wire, wire
 
+from amqpbroker.testing.pytest_plugin import each_version
+
 pytestmark = pytest.mark.timeout(60)
 
 QUORUM = {"x-queue-type": "quorum"}
@@ -225,8 +227,9 @@ def test_stream_queues_are_refused(conn: BlockingConnection, vhost: str) -> None
 # ------------------------------------------------------------------ delivery
 
 
+@each_version("3.10", "4.0")
 def test_delivery_limit_dead_letters_poison_messages(
-    ch: BlockingChannel, monkeypatch: pytest.MonkeyPatch
+    ch: BlockingChannel, monkeypatch: pytest.MonkeyPatch, rabbitmq_version: str
 ) -> None:
     record_wire(monkeypatch)
     dead = new_queue(ch)
@@ -256,14 +259,46 @@ def test_delivery_limit_dead_letters_poison_messages(
     _m, properties, body = get_eventually(ch, dead)
     assert body == b"poison"
     table = wire(properties)
+    last = ["x-last-death-exchange", "x-last-death-queue", "x-last-death-reason"]
     assert [key for key, _v in table] == [
         "h",
         "x-death",
         "x-first-death-exchange",
         "x-first-death-queue",
         "x-first-death-reason",
+        *(last if rabbitmq_version != "3.10" else []),
     ]  # fmt: skip  (no x-delivery-count on the dead letter)
     assert entries(entries(table)["x-death"][1][0][1])["reason"] == ("S", "delivery_limit")
+
+
+def _returns_until_gone(ch: BlockingChannel, queue: str, most: int) -> int:
+    """How many times basic.get hands out the one message, nacked back each time
+    (stops at ``most``)."""
+    ch.basic_publish("", queue, b"m")
+    seen = 0
+    while seen < most:
+        method, _p, _b = ch.basic_get(queue)
+        if method is None:
+            break
+        seen += 1
+        ch.basic_nack(method.delivery_tag, requeue=True)
+    return seen
+
+
+# Deliveries of a message returned every time, by x-delivery-limit (absent, -1), as
+# RabbitMQ 3.10.8 and 4.0.5 give them: 4.0's default limit is 20, -1 lifts it; 3.10
+# has no default and takes -1 as a limit exceeded by the first return.
+DEFAULT_LIMIT = {"3.10": {None: 25, -1: 1}, "4.0": {None: 21, -1: 25}}
+
+
+@each_version("3.10", "4.0")
+@pytest.mark.parametrize("limit", [None, -1])
+def test_default_delivery_limit(
+    ch: BlockingChannel, rabbitmq_version: str, limit: int | None
+) -> None:
+    arguments = dict(QUORUM) if limit is None else {**QUORUM, "x-delivery-limit": limit}
+    queue = new_queue(ch, durable=True, arguments=arguments)
+    assert _returns_until_gone(ch, queue, 25) == DEFAULT_LIMIT[rabbitmq_version][limit]
 
 
 def test_consumers_see_the_delivery_count_only_on_redeliveries(

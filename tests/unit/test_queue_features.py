@@ -26,6 +26,7 @@ from amqpbroker.broker.timers import Timers
 from amqpbroker.config import Settings
 from amqpbroker.protocol import basic_codec
 from amqpbroker.protocol import properties as props
+from amqpbroker.versions import V3_10, V4_0
 
 
 class FakeClock:
@@ -217,7 +218,7 @@ def test_dead_lettered_headers(clock: FakeClock) -> None:
             commands.Basic.Properties(headers={"z": 1, "CC": ["c"]}, expiration="5"), 1
         ), b"x"
     )  # fmt: skip
-    dead, keys = dead_lettered(original, "expired", "q", clock.now, "dlx", None)
+    dead, keys = dead_lettered(original, "expired", "q", clock.now, "dlx", None, V3_10)
     assert (dead.exchange, dead.routing_key, keys) == ("dlx", "rk", ["rk", "c"])
     properties = props.decode_properties(dead.header)
     assert properties.expiration is None
@@ -230,10 +231,42 @@ def test_dead_lettered_headers(clock: FakeClock) -> None:
         "count", "reason", "queue", "time", "exchange", "routing-keys", "original-expiration"
     ]  # fmt: skip
     assert entry["time"].raw == int(clock.now)  # a timestamp, in seconds
-    again, _keys = dead_lettered(dead, "expired", "q", clock.now + 5, "dlx", "other")
+    again, _keys = dead_lettered(dead, "expired", "q", clock.now + 5, "dlx", "other", V3_10)
     [entry] = props.decode_properties(again.header).headers["x-death"]
     assert (entry["count"], list(entry)) == (2, sorted(entry))
     assert again.routing_key == "other"
+
+
+def test_dead_lettered_headers_in_4_0(clock: FakeClock) -> None:
+    original = Message(
+        "ex", "rk", props.encode_header_payload(
+            commands.Basic.Properties(
+                headers={"z": 1, "x-death": [{"count": 7, "queue": "q", "reason": "expired"}],
+                         "x-first-death-reason": "mine", "x-last-death-queue": "mine"},
+                expiration="5",
+            ), 1,
+        ), b"x"
+    )  # fmt: skip
+    dead, _keys = dead_lettered(original, "expired", "q", clock.now, "dlx", None, V4_0)
+    headers = props.decode_properties(dead.header).headers
+    # The publisher's death headers are not history: this is the first death.
+    assert list(headers) == [
+        "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+        "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "z",
+    ]  # fmt: skip
+    [entry] = headers["x-death"]
+    assert list(entry) == [
+        "original-expiration", "count", "reason", "queue", "time", "exchange", "routing-keys"
+    ]  # fmt: skip
+    assert (entry["count"], headers["x-first-death-reason"]) == (1, "expired")
+    # A message this broker dead-lettered counts on: same order, count 2, and the
+    # last death is the newest.
+    again, _keys = dead_lettered(dead, "rejected", "q2", clock.now, "dlx", None, V4_0)
+    headers = props.decode_properties(again.header).headers
+    assert [(d["queue"], d["count"], next(iter(d))) for d in headers["x-death"]] == [
+        ("q2", 1, "count"), ("q", 1, "original-expiration")
+    ]  # fmt: skip
+    assert (headers["x-first-death-queue"], headers["x-last-death-queue"]) == ("q", "q2")
 
 
 @pytest.mark.parametrize(
