@@ -15,13 +15,12 @@ from pamqp import commands
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 from rawamqp import RawClient, connect, raw_frame
 
-from amqpbroker.testing.pytest_plugin import each_version
-
 import amqpbroker
 from amqpbroker.broker.broker import Broker as BrokerCore
 from amqpbroker.cli import build_parser, settings_from_args
 from amqpbroker.config import Settings
 from amqpbroker.server.server import ReadGate, handle_connection
+from amqpbroker.testing.pytest_plugin import each_version
 
 
 @pytest.fixture
