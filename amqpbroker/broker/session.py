@@ -68,10 +68,10 @@ class Session:
             frame_max=settings.frame_max,
             heartbeat=settings.heartbeat,
             max_message_size=settings.message_size_limit,
-            version=behaviour.full_version,
             information=f"amqpbroker {broker.version}",
             now=now,
             mechanisms=mechanisms if cert_user is None else (*mechanisms, "EXTERNAL"),
+            behaviour=behaviour,
         )
         self.channels: dict[int, Channel] = {}
         self.vhost: VirtualHost | None = None
@@ -199,8 +199,10 @@ class Session:
     def on_method(self, channel: int, key: int, payload: bytes) -> None:
         handler = methods.HANDLERS.get(key)
         if handler is None:
+            # RabbitMQ's text (rabbit_channel's catch-all), e.g. for connection.update-secret
+            # on a channel; the ids name the method.
             raise errors.CommandInvalid(
-                f"unimplemented method {key >> 16}.{key & 0xFFFF}",
+                "unimplemented method", class_id=key >> 16, method_id=key & 0xFFFF
             )
         ch = self.channels[channel]
         permissions.check_method(self, ch, key, payload)

@@ -17,6 +17,9 @@ __all__ = ["ChannelState"]
 
 _HEADER_PREFIX = struct.Struct(">HHQ")
 _BASIC_CLASS = 60
+# While a publish awaits its content, RabbitMQ's 505 names basic.publish (60, 40) as
+# the method it failed (3.10.8 and 4.0.5 alike); with no publish pending, 0 / 0.
+PUBLISH_IDS = {"class_id": 60, "method_id": 40}
 
 
 class ChannelState:
@@ -40,11 +43,11 @@ class ChannelState:
         ``max_message_size`` raises PreconditionFailed (406, a channel error) after
         dropping the publish.
         """
-        if self.publish is None or self.header is not None:
+        if self.publish is None:
+            raise errors.UnexpectedFrame("expected method frame, got non method frame instead")
+        if self.header is not None:
             raise errors.UnexpectedFrame(
-                "expected method frame, got non method frame instead"
-                if self.publish is None
-                else "expected content body, got non content body frame instead"
+                "expected content body, got non content body frame instead", **PUBLISH_IDS
             )
         if len(payload) < 14:
             raise errors.FrameError("content header too short")
@@ -74,17 +77,27 @@ class ChannelState:
         """Take a content-body frame; True when the content is whole: then
         :meth:`take_content`.  A frame out of place raises UnexpectedFrame (505),
         more body than the header declared FrameError (501)."""
+        if self.publish is None:
+            raise errors.UnexpectedFrame("expected method frame, got non method frame instead")
         if self.header is None:
             raise errors.UnexpectedFrame(
-                "expected content header for class 60, got non content header frame instead"
-                if self.publish is not None
-                else "expected method frame, got non method frame instead"
+                "expected content header for class 60, got non content header frame instead",
+                **PUBLISH_IDS,
             )
         self.body_remaining -= len(payload)
         if self.body_remaining < 0:
             raise errors.FrameError("content body larger than the size its header declared")
         self.body_parts.append(payload)
         return self.body_remaining == 0
+
+    def method_during_content(self) -> errors.UnexpectedFrame:
+        """The 505 for a method frame while the publish awaits its content."""
+        return errors.UnexpectedFrame(
+            "expected content header for class 60, got non content header frame instead"
+            if self.header is None
+            else "expected content body, got non content body frame instead",
+            **PUBLISH_IDS,
+        )
 
     def take_content(self) -> tuple[bytes, bytes, bytes]:
         """The whole publish (method payload, header payload, body); the channel

@@ -30,9 +30,10 @@ from typing import Any, Protocol
 from pamqp import commands
 
 from .. import errors
+from ..versions import DEFAULT_BEHAVIOUR, Behaviour
 from . import framing, handshake, method_codec, output
 from .channel import ChannelState
-from .handshake import CHANNEL_MAX, FRAME_MAX, HEARTBEAT, PRE_AUTH_FRAME_MAX, Phase
+from .handshake import CHANNEL_MAX, FRAME_MAX, HEARTBEAT, Phase
 from .reader import FrameReader
 
 log = logging.getLogger("amqpbroker.protocol")
@@ -102,16 +103,21 @@ class AMQPConnection:
         heartbeat: int = HEARTBEAT,
         max_message_size: int = 128 * 1024 * 1024,
         product: str = "RabbitMQ",
-        version: str = "3.10.8",
         information: str = "",
         now: float = 0.0,
-        mechanisms: tuple[str, ...] = ("PLAIN", "AMQPLAIN"),
+        mechanisms: tuple[str, ...] | None = None,
+        behaviour: Behaviour = DEFAULT_BEHAVIOUR,
     ) -> None:
         self.handler = handler
+        # The RabbitMQ release we answer as (versions.py): its version, mechanisms,
+        # protocol header refusal and minimum frame size.
+        self.behaviour = behaviour
         # Offered in connection.start; any other choice in start-ok is refused.
-        self.mechanisms = mechanisms
+        self.mechanisms = behaviour.mechanisms if mechanisms is None else mechanisms
         self.phase = Phase.AWAIT_HEADER
-        self.reader = FrameReader(PRE_AUTH_FRAME_MAX)
+        # Before tune-ok nothing may be bigger than the minimum frame (a pre-auth limit:
+        # an unauthenticated peer cannot make us buffer 128 KiB frames).
+        self.reader = FrameReader(behaviour.frame_min_size)
         self.out: list[bytes] = []
         self.server_channel_max = channel_max
         self.server_frame_max = frame_max
@@ -128,7 +134,9 @@ class AMQPConnection:
         self.close_reason: str | None = None
         self.last_received = now
         self.last_sent = now
-        self._server_properties = handshake.server_properties(product, version, information)
+        self._server_properties = handshake.server_properties(
+            product, behaviour.full_version, information
+        )
         self._header_buf = b""
 
     # ------------------------------------------------------------------ output
@@ -220,7 +228,7 @@ class AMQPConnection:
         self._header_buf = b""
         # RabbitMQ also accepts the 0-9-1 header some old clients send as "AMQP\x01\x01\x00\x09".
         if header not in (framing.PROTOCOL_HEADER, b"AMQP\x01\x01\x00\x09"):
-            self.out.append(framing.PROTOCOL_HEADER)
+            self.out.append(self.behaviour.refusal_header(bytes(header)))
             self.close_reason = "bad protocol header"
             self.phase = Phase.CLOSED
             return b""
@@ -267,11 +275,7 @@ class AMQPConnection:
             return
         if frame_type == framing.FRAME_METHOD:
             if ch.publish is not None:
-                raise errors.UnexpectedFrame(
-                    "expected content header for class 60, got non content header frame instead"
-                    if ch.header is None
-                    else "expected content body, got non content body frame instead"
-                )
+                raise ch.method_during_content()
             self._handle_channel_method(channel, ch, payload)
         elif frame_type == framing.FRAME_HEADER:
             try:
@@ -361,6 +365,10 @@ class AMQPConnection:
                     self.send_method(0, method_codec.make_method(commands.Connection.CloseOk))
                     self._finish()
             return
+        if self.phase is Phase.AWAIT_OPEN and (frame_type != framing.FRAME_METHOD or channel):
+            # After tune-ok RabbitMQ's reader is "opening" and answers a frame for a
+            # channel with this 505 (3.10.8 and 4.0.5 alike).
+            raise errors.UnexpectedFrame(framing.frame_summary(frame_type, payload))
         key = self._expect_method(frame_type, channel, payload)
         if key == _CONNECTION_CLOSE:
             self.send_method(0, method_codec.make_method(commands.Connection.CloseOk))
@@ -372,6 +380,14 @@ class AMQPConnection:
             self._on_tune_ok(method_codec.decode_method(payload))
         elif self.phase is Phase.AWAIT_OPEN and key == _CONNECTION_OPEN:
             self._on_open(method_codec.decode_method(payload))
+        elif self.phase is Phase.AWAIT_OPEN:
+            # Any other method (update-secret, a second tune-ok, basic.qos on channel
+            # 0): RabbitMQ's reader answers this 504 naming it (3.10.8 and 4.0.5).
+            raise errors.ChannelErrorCode(
+                "unexpected method in connection state opening",
+                class_id=key >> 16,
+                method_id=key & 0xFFFF,
+            )
         else:
             raise errors.CommandInvalid(
                 f"expected {self.phase.value}, got method {key >> 16}.{key & 0xFFFF}"
@@ -416,7 +432,7 @@ class AMQPConnection:
 
     def _on_tune_ok(self, method: Any) -> None:
         self.channel_max, self.frame_max, self.heartbeat = handshake.negotiate_tune(
-            method, self.server_channel_max, self.server_frame_max
+            method, self.server_channel_max, self.server_frame_max, self.behaviour.frame_min_size
         )
         self.reader.frame_max = self.frame_max
         self.phase = Phase.AWAIT_OPEN
@@ -444,7 +460,11 @@ class AMQPConnection:
         elif key in (_CONNECTION_BLOCKED, _CONNECTION_UNBLOCKED):
             pass  # client-sent blocked notifications carry no meaning for a server
         elif key == _CONNECTION_UPDATE_SECRET:
-            raise errors.NotImplemented_("connection.update-secret is not supported")
+            # RabbitMQ asks the user's auth backends to refresh the credentials; its
+            # internal backend (users like ours) has nothing that expires and accepts
+            # any secret (rabbit_access_control:update_state skips backends whose
+            # expiry_timestamp is never): update-secret-ok, as 3.10.8 and 4.0.5 answer.
+            self.send_method(0, method_codec.make_method(commands.Connection.UpdateSecretOk))
         else:
             # RabbitMQ 3.10's answer to e.g. channel.open or queue.declare on channel 0.
             raise errors.ChannelErrorCode(

@@ -46,6 +46,7 @@ __all__ = [
     "HEARTBEAT_FRAME",
     "PROTOCOL_HEADER",
     "encode_frame",
+    "frame_summary",
     "method_key",
 ]
 
@@ -76,11 +77,16 @@ def _erl_binary(data: bytes | bytearray) -> str:
     return "<<" + ",".join(map(str, data)) + ">>"
 
 
-def _frame_error(frame_type: int, payload: bytes | bytearray, reason: str) -> errors.FrameError:
-    # rabbit_reader:frame_error/5: "type ~p, ~s octets = ~p: ~p", first 16 octets.
+def frame_summary(frame_type: int, payload: bytes | bytearray) -> str:
+    """A frame as rabbit_reader's errors show it: "type ~p, ~s octets = ~p", at most
+    the first 16 octets."""
     which = "all" if len(payload) <= 16 else "first 16"
-    snippet = _erl_binary(payload[:16])
-    return errors.FrameError(f"type {frame_type}, {which} octets = {snippet}: {reason}")
+    return f"type {frame_type}, {which} octets = {_erl_binary(payload[:16])}"
+
+
+def _frame_error(frame_type: int, payload: bytes | bytearray, reason: str) -> errors.FrameError:
+    # rabbit_reader:frame_error/5: "type ~p, ~s octets = ~p: ~p".
+    return errors.FrameError(f"{frame_summary(frame_type, payload)}: {reason}")
 
 
 def _clip(text: str) -> str:

@@ -18,9 +18,7 @@ from .sasl import parse_amqplain, parse_plain
 __all__ = [
     "CHANNEL_MAX",
     "FRAME_MAX",
-    "FRAME_MIN_SIZE",
     "HEARTBEAT",
-    "PRE_AUTH_FRAME_MAX",
     "Phase",
     "close_frame_allowed",
     "login_refused_reason",
@@ -32,11 +30,8 @@ __all__ = [
 CHANNEL_MAX = 2047
 FRAME_MAX = 131072
 HEARTBEAT = 60
-# AMQP's minimum frame size: every peer must accept frames of this size.
-FRAME_MIN_SIZE = 4096
-# Before tune-ok nothing may be bigger than the minimum frame (a pre-auth limit:
-# an unauthenticated peer cannot make us buffer 128 KiB frames).
-PRE_AUTH_FRAME_MAX = FRAME_MIN_SIZE
+# The minimum frame size (before tune-ok the largest, a pre-auth limit) depends on
+# the RabbitMQ release: versions.Behaviour.frame_min_size.
 
 
 class Phase(enum.Enum):
@@ -83,11 +78,11 @@ def login_refused_reason(mechanism: str, response: bytes) -> str:
 
 
 def negotiate_tune(
-    method: Any, server_channel_max: int, server_frame_max: int
+    method: Any, server_channel_max: int, server_frame_max: int, frame_min_size: int
 ) -> tuple[int, int, int]:
     """(channel_max, frame_max, heartbeat) from the client's tune-ok, within what
     we offered.  Values over the offer (or 0, "no limit", where we set one) and a
-    frame_max under the AMQP minimum raise NotAllowed (530, RabbitMQ's texts)."""
+    frame_max under ``frame_min_size`` raise NotAllowed (530, RabbitMQ's texts)."""
     frame_max = method.frame_max
     server_max = server_frame_max
     if server_max and (frame_max == 0 or frame_max > server_max):
@@ -95,10 +90,10 @@ def negotiate_tune(
             f"negotiated frame_max = {frame_max} is higher than the maximum allowed "
             f"value ({server_max})"
         )
-    if 0 < frame_max < FRAME_MIN_SIZE:
+    if 0 < frame_max < frame_min_size:
         raise errors.NotAllowed(
             f"negotiated frame_max = {frame_max} is lower than the minimum allowed "
-            f"value ({FRAME_MIN_SIZE})"
+            f"value ({frame_min_size})"
         )
     channel_max = method.channel_max
     server_channels = server_channel_max
@@ -117,12 +112,15 @@ def close_frame_allowed(phase: Phase, exc: errors.AMQPError) -> bool:
     Before connection.open-ok RabbitMQ 3.10 closes the socket without a word (checked
     against a real broker: bad tune-ok values, an unknown mechanism, methods out of
     order), except for a refused login when the client asked for
-    authentication_failure_close, and a refused connection.open (530).
+    authentication_failure_close, a refused connection.open (530), and after tune-ok
+    a method (504) or frame (505) out of place.
     """
     if phase is Phase.AWAIT_START_OK:
         return exc.reply_code == errors.ACCESS_REFUSED
     if phase is Phase.AWAIT_TUNE_OK:
         return False
     if phase is Phase.AWAIT_OPEN:
-        return exc.reply_code == errors.NOT_ALLOWED
+        # A refused open; a method or frame out of place (504 / 505, as RabbitMQ's
+        # reader in its "opening" state).
+        return exc.reply_code in (errors.NOT_ALLOWED, errors.CHANNEL_ERROR, errors.UNEXPECTED_FRAME)
     return phase is not Phase.AWAIT_HEADER

@@ -154,6 +154,38 @@ def test_anonymous_is_not_offered_by_3_10(url: str, rabbitmq_version: str) -> No
         _anonymous(url)
 
 
+@each_version("3.10", "4.0")
+def test_pika_update_secret_keeps_the_connection(url: str, rabbitmq_version: str) -> None:
+    # RabbitMQ's internal users have no expiring credentials: any new secret is
+    # accepted (update-secret-ok), as 3.10.8 and 4.0.5 answer; pika's own suite
+    # sends one that is not the password.
+    conn = pika_connect(url)
+    try:
+        conn.update_secret("new_secret", "reason")
+        assert conn.channel().queue_declare("", exclusive=True).method.queue
+        assert conn.is_open
+    finally:
+        conn.close()
+
+
+@each_version("3.10", "4.0")
+def test_method_during_content_is_505_naming_basic_publish(
+    url: str, rabbitmq_version: str
+) -> None:
+    with connect(url) as client:
+        client.open_channel(1)
+        client.send(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+        client.send(commands.Basic.Qos(prefetch_count=1), 1)
+        close = client.recv_method()
+        assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
+            505,
+            "UNEXPECTED_FRAME - expected content header for class 60, "
+            "got non content header frame instead",
+            60,
+            40,
+        )
+
+
 def test_old_0_9_1_header_variant_is_accepted(url: str) -> None:
     with _raw(url) as client:
         start = client.start(protocol_header=b"AMQP\x01\x01\x00\x09")
@@ -355,13 +387,26 @@ def test_pika_heartbeat_keeps_an_idle_connection_open(url: str) -> None:
 # ------------------------------------------------------- header, close, bad frames
 
 
-@pytest.mark.rabbitmq_version("3.10")
-@pytest.mark.parametrize("header", [b"HTTP/1.1 200\r\n", b"AMQP\x00\x00\x08\x00"])
-def test_bad_protocol_header_gets_0_9_1_header_and_close(url: str, header: bytes) -> None:
-    with _raw(url) as client:
-        client.send_bytes(header)
-        assert client.recv_bytes(8) == b"AMQP\x00\x00\x09\x01"
-        assert client.frames_until_closed() == []
+# What a header we do not speak gets back before the close (checked on RabbitMQ
+# 3.10.8 and 4.0.5): 3.10 always the 0-9-1 header; 4.x the 0-9-1 header only to
+# "AMQP" 0 0 >=9 x, to anything else AMQP 1.0's SASL header (it speaks 1.0 too).
+AMQP_091 = b"AMQP\x00\x00\x09\x01"
+AMQP_10_SASL = b"AMQP\x03\x01\x00\x00"
+BAD_HEADERS = {
+    "3.10": {b"HTTP/1.1 200\r\n": AMQP_091, b"AMQP\x00\x00\x08\x00": AMQP_091,
+             b"AMQP\x00\x00\x0a\x00": AMQP_091, b"AMQP\x03\x01\x00\x00": AMQP_091},
+    "4.0": {b"HTTP/1.1 200\r\n": AMQP_10_SASL, b"AMQP\x00\x00\x08\x00": AMQP_10_SASL,
+            b"AMQP\x00\x00\x0a\x00": AMQP_091, b"AMQP\x03\x01\x00\x00": AMQP_10_SASL},
+}  # fmt: skip
+
+
+@each_version(*BAD_HEADERS)
+def test_bad_protocol_header_gets_a_header_and_close(url: str, rabbitmq_version: str) -> None:
+    for header, reply in BAD_HEADERS[rabbitmq_version].items():
+        with _raw(url) as client:
+            client.send_bytes(header)
+            assert client.recv_bytes(8) == reply, header
+            assert client.frames_until_closed() == []
 
 
 def test_pika_client_close_releases_exclusive_queue(url: str) -> None:

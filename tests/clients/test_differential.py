@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ import pytest
 from pamqp import commands
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, UnroutableError
 from pikakit import wait_until
-from rawamqp import RawClient, connect, parse_url
+from rawamqp import RawClient, connect, method_frame, parse_url, raw_frame
 
 from amqpbroker.testing.pytest_plugin import each_version
 
@@ -138,6 +139,110 @@ def channel_protocol_errors(url: str, names: Names) -> Any:
             close = client.recv_method()
             seen.append((close.reply_code, close.reply_text, close.class_id, close.method_id))
     return seen
+
+
+def _close_of(client: RawClient) -> Any:
+    """The connection.close that ends what the client sees (ignoring earlier frames)."""
+    frames = client.frames_until_closed()
+    close = frames[-1] if frames else None
+    if not isinstance(close, commands.Connection.Close):
+        return [type(f).__name__ for f in frames]
+    return close.reply_code, close.reply_text, close.class_id, close.method_id
+
+
+def content_out_of_place(url: str, names: Names) -> Any:
+    """Frames where the channel expects others: the 505 and the ids it names."""
+    publish = commands.Basic.Publish(exchange="", routing_key=names("q"))
+    header = raw_frame(2, 1, struct.pack(">HHQH", 60, 0, 2, 0))
+    body = raw_frame(3, 1, b"xx")
+    qos = method_frame(1, commands.Basic.Qos(prefetch_count=1))
+    cases = {
+        "method while a header is due": [qos],
+        "method while a body is due": [header, qos],
+        "body while a header is due": [body],
+        "header while a body is due": [header, header],
+        "channel.close while a header is due": [
+            method_frame(
+                1, commands.Channel.Close(reply_code=200, reply_text="x", class_id=0, method_id=0)
+            )
+        ],
+    }
+    seen = {}
+    for case, frames in cases.items():
+        with connect(url) as client:
+            client.open_channel(1)
+            client.send(publish, 1)
+            client.send_bytes(b"".join(frames))
+            seen[case] = _close_of(client)
+    with connect(url) as client:
+        client.open_channel(1)
+        client.send_bytes(body)
+        seen["body with no publish"] = _close_of(client)
+    return seen
+
+
+def update_secret(url: str, names: Names) -> Any:
+    seen = {}
+    for secret in ("guest", "not-the-password"):
+        with connect(url) as client:
+            client.send(commands.Connection.UpdateSecret(new_secret=secret, reason="rotation"))
+            seen[secret] = type(client.recv_method()).__name__
+            client.open_channel(1)  # the connection goes on
+    with connect(url) as client:
+        client.open_channel(1)
+        client.send(commands.Connection.UpdateSecret(new_secret="guest", reason="r"), 1)
+        seen["on a channel"] = _close_of(client)
+    with connect(url) as client:
+        client.send(commands.Connection.UpdateSecretOk())
+        seen["unrequested ok"] = _close_of(client)
+    with RawClient.for_url(url) as client:
+        client.start()
+        client.login()
+        client.tune_ok()
+        client.send(commands.Connection.UpdateSecret(new_secret="guest", reason="r"))
+        seen["before open"] = _close_of(client)
+    return seen
+
+
+def out_of_place_before_open(url: str, names: Names) -> Any:
+    """After tune-ok, before connection.open: methods and frames out of place."""
+    seen = {}
+    for name, method, channel in (
+        ("tune-ok again", commands.Connection.TuneOk(2047, 131072, 0), 0),
+        ("basic.qos on channel 0", commands.Basic.Qos(), 0),
+        ("channel.open", commands.Channel.Open(), 1),
+    ):
+        with RawClient.for_url(url) as client:
+            client.start()
+            client.login()
+            client.tune_ok()
+            client.send(method, channel)
+            seen[name] = _close_of(client)
+    return seen
+
+
+def bad_protocol_headers(url: str, names: Names) -> Any:
+    seen = {}
+    for header in (
+        b"AMQP\x00\x00\x09\x02",
+        b"AMQP\x00\x00\x0a\x00",
+        b"AMQP\x00\x00\x08\x00",
+        b"AMQP\x01\x01\x00\x0a",
+        b"AMQP\x00\x01\x00\x00",
+        b"GET / HT",
+    ):
+        with RawClient.for_url(url) as client:
+            client.send_bytes(header)
+            seen[repr(header)] = client.recv_bytes(8)
+    return seen
+
+
+def unknown_exchange_type(url: str, names: Names) -> Any:
+    with connect(url) as client:
+        client.open_channel(1)
+        client.send(commands.Exchange.Declare(exchange=names("x"), exchange_type="nosuch"), 1)
+        close = client.recv_method()
+        return type(close).__name__, close.reply_code, close.reply_text
 
 
 def flow_inactive(url: str, names: Names) -> Any:
@@ -272,6 +377,11 @@ def cancel_on_queue_delete(url: str, names: Names) -> Any:
 SCENARIOS = [
     server_properties,
     tune_offer,
+    bad_protocol_headers,
+    content_out_of_place,
+    update_secret,
+    out_of_place_before_open,
+    unknown_exchange_type,
     bad_password,
     unknown_vhost,
     frame_max_too_large,

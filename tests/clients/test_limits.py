@@ -13,7 +13,7 @@ import trio
 import trio.testing
 from pamqp import commands
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
-from rawamqp import RawClient, connect, raw_frame
+from rawamqp import RawClient, connect, parse_url, raw_frame
 
 import amqpbroker
 from amqpbroker.broker.broker import Broker as BrokerCore
@@ -47,6 +47,40 @@ def test_pre_auth_frames_larger_than_4096_close_the_socket(url: str) -> None:
     with RawClient.for_url(url) as client:
         client.start()
         client.send_bytes(raw_frame(1, 0, b"\x00" * 5000))
+        assert client.frames_until_closed() == []
+
+
+# The largest frame a client may send before tune-ok (RabbitMQ's FRAME_MIN_SIZE:
+# 4096, 8192 from 4.1, whose release notes name JWT tokens in start-ok as the reason).
+PRE_AUTH_FRAME_MAX = {"4.0": 4096, "4.1": 8192}
+
+
+@each_version(*PRE_AUTH_FRAME_MAX)
+def test_pre_auth_frame_max_follows_the_version(url: str, rabbitmq_version: str) -> None:
+    def login(property_size: int, frame_max: int = 0) -> pika.BlockingConnection:
+        host, port, vhost = parse_url(url)
+        return pika.BlockingConnection(
+            pika.ConnectionParameters(
+                host, port, vhost, socket_timeout=5, heartbeat=0,
+                client_properties={"pad": "x" * property_size},
+                **({"frame_max": frame_max} if frame_max else {}),
+            )
+        )  # fmt: skip
+
+    # A start-ok of about 6 KiB: too big for 4.0's 4096, fine for 4.1's 8192.
+    if PRE_AUTH_FRAME_MAX[rabbitmq_version] < 6000:
+        with pytest.raises(pika.exceptions.AMQPConnectionError):
+            login(6000)
+    else:
+        login(6000).close()
+    # And tune-ok may not ask for frames smaller than that minimum (pika itself
+    # refuses less than 4096): the socket closes without a word, as RabbitMQ does.
+    smallest = PRE_AUTH_FRAME_MAX[rabbitmq_version]
+    login(0, frame_max=smallest).close()
+    with RawClient.for_url(url) as client:
+        client.start()
+        client.login()
+        client.tune_ok(frame_max=smallest - 1)
         assert client.frames_until_closed() == []
 
 
