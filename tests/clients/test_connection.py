@@ -169,9 +169,7 @@ def test_pika_update_secret_keeps_the_connection(url: str, rabbitmq_version: str
 
 
 @each_version("3.10", "4.0")
-def test_method_during_content_is_505_naming_basic_publish(
-    url: str, rabbitmq_version: str
-) -> None:
+def test_method_during_content_is_505_naming_basic_publish(url: str, rabbitmq_version: str) -> None:
     with connect(url) as client:
         client.open_channel(1)
         client.send(commands.Basic.Publish(exchange="", routing_key="q"), 1)
