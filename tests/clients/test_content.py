@@ -18,6 +18,9 @@ import pika.exceptions
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pikakit import Inbox, new_queue, wait_until
+from wirekit import record_wire, sent_wire, wire
+
+from amqpbroker.testing.pytest_plugin import each_version
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -165,6 +168,40 @@ def test_every_basic_property_comes_out_as_sent(
     assert body == b"body"
     assert {name: getattr(props, name) for name in PROPERTIES} == PROPERTIES
     assert props.headers == as_received(HEADERS)
+
+
+@each_version("3.10", "4.0")
+def test_headers_table_order_follows_the_version(
+    connection: BlockingConnection,
+    channel: BlockingChannel,
+    monkeypatch: pytest.MonkeyPatch,
+    rabbitmq_version: str,
+) -> None:
+    # RabbitMQ 3.10.8 forwards the publisher's table; 4.0.5 sorts its keys bytewise
+    # (nested tables keep their order), entries and types unchanged.
+    record_wire(monkeypatch)
+    headers = {"zeta": 1, "Mid": "m", **HEADERS, "alpha": {"z": 1, "a": [2, {"y": 3, "b": 4}]}}
+    sent = pika.BasicProperties(headers=headers, content_type="text/plain", priority=2)
+    expected = sent_wire(sent)
+    if rabbitmq_version != "3.10":
+        expected = sorted(expected, key=lambda item: item[0].encode())
+    queue = new_queue(channel)
+    # Pipelined with the same header (the reader's repeats), one of them over a frame.
+    bodies = [b"one", body_of(FRAME_MAX * 2), b"three"]
+    for body in bodies:
+        channel.basic_publish("", queue, body, sent)
+    inbox = Inbox()
+    channel.basic_consume(queue, inbox)
+    wait_until(connection, lambda: len(inbox) == 3)
+    assert inbox.bodies == bodies
+    for _method, properties, _body in inbox.deliveries:
+        assert wire(properties) == expected
+        assert (properties.content_type, properties.priority) == ("text/plain", 2)
+    # basic.get shows the same order.
+    other = new_queue(channel)
+    channel.basic_publish("", other, b"got", sent)
+    method, properties, _body = channel.basic_get(other, auto_ack=True)
+    assert method is not None and wire(properties) == expected
 
 
 @pytest.mark.parametrize("name", sorted(PROPERTIES))

@@ -245,6 +245,21 @@ def unknown_exchange_type(url: str, names: Names) -> Any:
         return type(close).__name__, close.reply_code, close.reply_text
 
 
+def header_order(url: str, names: Names) -> Any:
+    """The key order of a delivered headers table (and of a nested one)."""
+    conn = _blocking(url)
+    try:
+        ch = conn.channel()
+        queue = ch.queue_declare(names("q"), exclusive=True).method.queue
+        headers = {"zeta": 1, "Mid": "m", "x-b": 2, "alpha": {"z": 1, "a": 2}, "b": None}
+        ch.basic_publish("", queue, b"m", pika.BasicProperties(headers=headers))
+        wait_until(conn, lambda: ch.queue_declare(queue, passive=True).method.message_count == 1)
+        _method, properties, _body = ch.basic_get(queue, auto_ack=True)
+        return list(properties.headers), list(properties.headers["alpha"])
+    finally:
+        conn.close()
+
+
 def flow_inactive(url: str, names: Names) -> Any:
     conn = _blocking(url)
     try:
@@ -382,6 +397,7 @@ SCENARIOS = [
     update_secret,
     out_of_place_before_open,
     unknown_exchange_type,
+    header_order,
     bad_password,
     unknown_vhost,
     frame_max_too_large,

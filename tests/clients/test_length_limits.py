@@ -161,6 +161,9 @@ def test_reject_publish_lets_requeues_over_the_limit(
     assert bodies(ch, queue) == [b"m0", b"m1", b"m2"]
 
 
+# The x-death entry as RabbitMQ 3.10.8 builds it (4.0 orders its keys differently:
+# tests/clients/test_dead_letter.py).
+@pytest.mark.rabbitmq_version("3.10")
 def test_reject_publish_dlx_nacks_and_dead_letters(
     ch: BlockingChannel, dead: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

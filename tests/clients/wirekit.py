@@ -70,6 +70,13 @@ def wire(properties: Any) -> list[tuple[str, Any]]:
     return _typed(headers or {})[1]  # type: ignore[no-any-return]
 
 
+def sent_wire(properties: pika.spec.BasicProperties) -> list[tuple[str, Any]]:
+    """The headers table pika puts on the wire for ``properties``, as :func:`wire`
+    shows a received one."""
+    payload = struct.pack(">HHQ", 60, 0, 0) + b"".join(properties.encode())
+    return _typed(props.decode_properties(payload).headers or {})[1]  # type: ignore[no-any-return]
+
+
 def entries(table: list[tuple[str, Any]]) -> dict[str, Any]:
     """A typed table as a dict (for reading one value)."""
     return dict(table)
