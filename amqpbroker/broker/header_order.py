@@ -35,7 +35,7 @@ def sorted_properties(header: bytes) -> bytes | None:
     if not headers:
         return None
     keys = [key.encode("utf-8") for key in headers]
-    if all(a <= b for a, b in zip(keys, keys[1:], strict=False)):
+    if keys == sorted(keys):
         return None
     properties = props.decode_properties(header)
     properties.headers = dict(sorted(headers.items(), key=_byte_key))
