@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..protocol import basic_codec
 from ..protocol import properties as props
-from . import publish_extras
+from . import publish_extras, reply_to
 from .channel import Channel
 from .exchanges.base import Exchange
 from .expiration import parse_expiration
@@ -123,7 +123,10 @@ def route_publish(
                         refused = True
                     else:
                         stored = True
-        elif mandatory:
+        elif mandatory and not (
+            session.behaviour.reply_to_mandatory_routed
+            and reply_to.is_reply_address(exchange_name, routing_key)
+        ):
             session.write_content(
                 basic_codec.encode_return(
                     number, errors.NO_ROUTE, "NO_ROUTE", exchange_name, routing_key

@@ -69,6 +69,15 @@ class ReplyQueue(Queue):
                 del self.registry[self.name]
 
 
+def is_reply_address(exchange: str, routing_key: str) -> bool:
+    """Whether a publish goes to a direct reply-to name (default exchange, routing key
+    ``amq.rabbitmq.reply-to.<token>``).  From 4.2 RabbitMQ treats such a name as a
+    queue that exists, whether or not its requester is still there, so a mandatory
+    publish to it is routed, never returned (release notes; 4.2's source decodes the
+    token, so a malformed one is still unroutable there: here any token counts)."""
+    return exchange == "" and routing_key.startswith(PREFIX) and len(routing_key) > len(PREFIX)
+
+
 def _reply_queue(channel: Channel) -> ReplyQueue | None:
     for consumer in channel.consumers.values():
         if isinstance(consumer.queue, ReplyQueue):

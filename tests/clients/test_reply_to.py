@@ -14,6 +14,8 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from pika.exceptions import ChannelClosedByBroker
 from pikakit import Inbox, new_queue, wait_until
 
+from amqpbroker.testing.pytest_plugin import each_version
+
 pytestmark = pytest.mark.timeout(60)
 
 REPLY_TO = "amq.rabbitmq.reply-to"
@@ -114,6 +116,29 @@ def test_replies_to_a_gone_consumer_are_unroutable(
     assert channel_error(
         conn, lambda c: c.basic_publish("", server, b"x", pika.BasicProperties(reply_to=REPLY_TO))
     ) == (406, "PRECONDITION_FAILED - fast reply consumer does not exist")
+
+
+@each_version("4.0", "4.2")
+def test_mandatory_replies_to_a_gone_consumer_by_version(
+    conn: BlockingConnection, ch: BlockingChannel, rabbitmq_version: str
+) -> None:
+    # 4.2 treats amq.rabbitmq.reply-to.* as a queue that exists: routed, no return
+    # (its release notes); before, a gone consumer's name is unroutable.
+    server = new_queue(ch)
+    tag = ch.basic_consume(REPLY_TO, Inbox(), auto_ack=True)
+    ch.basic_publish("", server, b"x", pika.BasicProperties(reply_to=REPLY_TO))
+    name = ch.basic_get(server, auto_ack=True)[1].reply_to
+    ch.basic_cancel(tag)
+    responder = conn.channel()
+    responder.confirm_delivery()  # a mandatory publish then fails when returned
+    if rabbitmq_version == "4.0":
+        with pytest.raises(pika.exceptions.UnroutableError):
+            responder.basic_publish("", name, b"late", mandatory=True)
+    else:
+        responder.basic_publish("", name, b"late", mandatory=True)
+    # Any other unroutable key is still returned.
+    with pytest.raises(pika.exceptions.UnroutableError):
+        responder.basic_publish("", "no-such-queue", b"late", mandatory=True)
 
 
 def test_declaring_the_pseudo_queue(
