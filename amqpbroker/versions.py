@@ -77,6 +77,12 @@ class Behaviour:
     # A mandatory publish to an amq.rabbitmq.reply-to.* name counts as routed
     # without looking for the requester (4.2; release notes).
     reply_to_mandatory_routed: bool
+    # x-queue-version values a classic queue may ask for (4.3 removed version 1;
+    # rabbit_amqqueue:check_queue_version at v4.3.5).
+    classic_queue_versions: tuple[int, ...]
+    # Non-durable, non-exclusive queues may be declared (4.3: a deprecated feature
+    # denied by default: 541 with the deprecation warning; release notes and source).
+    transient_nonexclusive_queues: bool
 
     def refusal_header(self, header: bytes) -> bytes:
         """The protocol header to answer an unsupported 8-byte ``header`` with."""
@@ -114,6 +120,8 @@ V3_10 = Behaviour(
     max_message_size=128 * MiB,
     frame_min_size=4096,
     reply_to_mandatory_routed=False,
+    classic_queue_versions=(1, 2),
+    transient_nonexclusive_queues=True,
 )
 V4_0 = attrs.evolve(
     V3_10,
@@ -133,7 +141,13 @@ V4_0 = attrs.evolve(
 )
 V4_1 = attrs.evolve(V4_0, name="4.1", full_version="4.1.8", frame_min_size=8192)
 V4_2 = attrs.evolve(V4_1, name="4.2", full_version="4.2.9", reply_to_mandatory_routed=True)
-V4_3 = attrs.evolve(V4_2, name="4.3", full_version="4.3.5")
+V4_3 = attrs.evolve(
+    V4_2,
+    name="4.3",
+    full_version="4.3.5",
+    classic_queue_versions=(2,),
+    transient_nonexclusive_queues=False,
+)
 
 VERSIONS: dict[str, Behaviour] = {v.name: v for v in (V3_10, V4_0, V4_1, V4_2, V4_3)}
 # The newest release a real broker here can be compared with side by side.

@@ -241,11 +241,11 @@ def _check_bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else f"{{unacceptable_type,{amqp_type(value)}}}"
 
 
-def _check_version(value: Any) -> str | None:
+def _check_version(value: Any, versions: tuple[int, ...]) -> str | None:
     number = _integer(value)
     if isinstance(number, str):
         return number
-    return None if number in (1, 2) else f"\"unsupported queue version '{number}'\""
+    return None if number in versions else f"\"unsupported queue version '{number}'\""
 
 
 # In the order RabbitMQ 3.10 checks them (rabbit_amqqueue:declare_args), since only
@@ -268,13 +268,16 @@ _QUEUE_ARGUMENT_CHECKS: tuple[tuple[str, Any], ...] = (
         "x-queue-type",
         lambda v: _check_choice(v, _QUEUE_TYPES, "\"unsupported queue type '{}'\""),
     ),
-    ("x-queue-version", _check_version),
+    ("x-queue-version", _check_version),  # given the release's versions, below
 )
 
 
-def validate_queue_arguments(name: str, vhost: str, arguments: dict[str, Any]) -> None:
+def validate_queue_arguments(
+    name: str, vhost: str, arguments: dict[str, Any], behaviour: Behaviour = DEFAULT_BEHAVIOUR
+) -> None:
     """Refuse the x-arguments RabbitMQ 3.10 refuses when it creates a classic queue
-    (406, with its texts, checked against a real broker).  Unknown arguments pass."""
+    (406, with its texts, checked against a real broker), and the classic queue
+    versions ``behaviour``'s release no longer has.  Unknown arguments pass."""
     dlx = arguments.get("x-dead-letter-exchange")
     for key, check in _QUEUE_ARGUMENT_CHECKS:
         if key not in arguments:
@@ -286,13 +289,28 @@ def validate_queue_arguments(name: str, vhost: str, arguments: dict[str, Any]) -
                     f"queue '{name}' in vhost '{vhost}'"
                 )
             continue
-        problem = check(arguments[key])
+        if key == "x-queue-version":
+            problem = check(arguments[key], behaviour.classic_queue_versions)
+        else:
+            problem = check(arguments[key])
         if problem is None and key == "x-dead-letter-routing-key" and dlx is None:
             problem = "routing_key_but_no_dlx_defined"
         if problem is not None:
             raise errors.PreconditionFailed(
                 f"invalid arg '{key}' for queue '{name}' in vhost '{vhost}': {problem}"
             )
+
+
+# rabbit_deprecated_features' warning for a denied_by_default feature, at v4.3.5.
+TRANSIENT_NONEXCLUSIVE_DENIED = (
+    "Feature `transient_nonexcl_queues` is deprecated.\n"
+    "By default, this feature is not permitted anymore.\n"
+    "The feature will be removed from a future major RabbitMQ version, regardless of the "
+    "configuration; actual version to be determined.\n"
+    "To continue using this feature when it is not permitted by default, set the "
+    "following parameter in your configuration:\n"
+    '    "deprecated_features.permit.transient_nonexcl_queues = true"'
+)
 
 
 def _where(name: str, vhost: str) -> str:
@@ -361,7 +379,10 @@ def check_new_queue(
         )
     accepted = _QUORUM_ARGS if queue_type == QUORUM else _CLASSIC_ARGS
     validate_queue_arguments(
-        name, vhost, {k: v for k, v in arguments.items() if k in accepted or k not in _KNOWN_ARGS}
+        name,
+        vhost,
+        {k: v for k, v in arguments.items() if k in accepted or k not in _KNOWN_ARGS},
+        behaviour,
     )
     if queue_type == STREAM:
         raise errors.PreconditionFailed(
@@ -385,4 +406,8 @@ def check_new_queue(
         ):
             if bad:
                 raise errors.PreconditionFailed(f"invalid property '{prop}' for {where}")
+    if not (durable or exclusive or behaviour.transient_nonexclusive_queues):
+        # 4.3: a deprecated feature denied by default (rabbit_amqqueue:declare answers
+        # internal_error with the deprecation warning; the reply text is cut at 255).
+        raise errors.InternalError(TRANSIENT_NONEXCLUSIVE_DENIED)
     return options_from(arguments, behaviour)

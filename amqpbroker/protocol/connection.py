@@ -570,11 +570,13 @@ class AMQPConnection:
 
 
 def _short(text: str) -> str:
-    """reply-text is a shortstr: at most 255 bytes of UTF-8."""
+    """reply-text is a shortstr: at most 255 bytes of UTF-8.  A longer one is cut
+    with "..." at the end, 255 bytes in all, as RabbitMQ 3.10.8 and 4.0.5 send it
+    (e.g. a 404 naming a 250-character queue)."""
     data = text.encode("utf-8")
     if len(data) <= 255:
         return text
-    return data[:255].decode("utf-8", "ignore")
+    return data[:252].decode("utf-8", "ignore") + "..."
 
 
 __all__ = ["AMQPConnection", "Handler"]

@@ -245,6 +245,15 @@ def unknown_exchange_type(url: str, names: Names) -> Any:
         return type(close).__name__, close.reply_code, close.reply_text
 
 
+def long_reply_text(url: str, names: Names) -> Any:
+    """A reply text over 255 bytes (a 404 naming a long queue name) is cut."""
+    with connect(url) as client:
+        client.open_channel(1)
+        client.send(commands.Queue.Declare(queue="q" * 250, passive=True), 1)
+        close = client.recv_method()
+        return close.reply_code, close.reply_text
+
+
 def header_order(url: str, names: Names) -> Any:
     """The key order of a delivered headers table (and of a nested one)."""
     conn = _blocking(url)
@@ -398,6 +407,7 @@ SCENARIOS = [
     out_of_place_before_open,
     unknown_exchange_type,
     header_order,
+    long_reply_text,
     bad_password,
     unknown_vhost,
     frame_max_too_large,

@@ -13,9 +13,12 @@ from typing import Any
 
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-from pika.exceptions import ChannelClosedByBroker, UnroutableError
+from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, UnroutableError
 from pikakit import channel_error, run_select, wait_until
 from pikakit import connect as pika_connect
+
+from amqpbroker.broker.queue_arguments import TRANSIENT_NONEXCLUSIVE_DENIED
+from amqpbroker.testing.pytest_plugin import each_version
 
 
 @pytest.fixture
@@ -627,4 +630,43 @@ def test_valid_arguments_and_redeclares_are_not_validated_again(
         406,
         f"PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'valid' in vhost "
         f"'{vhost}': received '-1' but current is '0'",
+    )
+
+
+# ------------------------------------------------------------ 4.3 refusals
+
+
+@each_version("4.2", "4.3")
+def test_transient_non_exclusive_queues_by_version(
+    conn: BlockingConnection, rabbitmq_version: str
+) -> None:
+    ch = conn.channel()
+    ch.queue_declare("durable-one", durable=True)
+    ch.queue_declare("exclusive-one", exclusive=True)
+    ch.queue_declare("", exclusive=True)
+    if rabbitmq_version == "4.2":
+        assert ch.queue_declare("transient-one").method.queue == "transient-one"
+        return
+    # 4.3 denies the deprecated feature: 541 with its warning, cut at 255 bytes.
+    with pytest.raises(ConnectionClosedByBroker) as info:
+        ch.queue_declare("transient-one")
+    text = f"INTERNAL_ERROR - {TRANSIENT_NONEXCLUSIVE_DENIED}".encode()
+    assert info.value.args == (541, (text[:252] + b"...").decode())
+
+
+@each_version("4.2", "4.3")
+def test_classic_queue_version_1_by_version(
+    conn: BlockingConnection, vhost: str, rabbitmq_version: str
+) -> None:
+    ch = conn.channel()
+    assert ch.queue_declare("v2", durable=True, arguments={"x-queue-version": 2})
+    if rabbitmq_version == "4.2":
+        ch.queue_declare("v1", durable=True, arguments={"x-queue-version": 1})
+        return
+    with pytest.raises(ChannelClosedByBroker) as info:
+        ch.queue_declare("v1", durable=True, arguments={"x-queue-version": 1})
+    assert info.value.args == (
+        406,
+        f"PRECONDITION_FAILED - invalid arg 'x-queue-version' for queue 'v1' in vhost "
+        f"'{vhost}': \"unsupported queue version '1'\"",
     )
