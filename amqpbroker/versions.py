@@ -83,6 +83,9 @@ class Behaviour:
     # Non-durable, non-exclusive queues may be declared (4.3: a deprecated feature
     # denied by default: 541 with the deprecation warning; release notes and source).
     transient_nonexclusive_queues: bool
+    # basic.qos global=true limits the channel (3.10-4.2), or acts as global=false
+    # (4.3: the global_qos deprecated feature is denied by default; rabbit_channel).
+    global_qos: bool
 
     def refusal_header(self, header: bytes) -> bytes:
         """The protocol header to answer an unsupported 8-byte ``header`` with."""
@@ -122,6 +125,7 @@ V3_10 = Behaviour(
     reply_to_mandatory_routed=False,
     classic_queue_versions=(1, 2),
     transient_nonexclusive_queues=True,
+    global_qos=True,
 )
 V4_0 = attrs.evolve(
     V3_10,
@@ -147,6 +151,7 @@ V4_3 = attrs.evolve(
     full_version="4.3.5",
     classic_queue_versions=(2,),
     transient_nonexclusive_queues=False,
+    global_qos=False,
 )
 
 VERSIONS: dict[str, Behaviour] = {v.name: v for v in (V3_10, V4_0, V4_1, V4_2, V4_3)}

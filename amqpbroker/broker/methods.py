@@ -229,7 +229,8 @@ def basic_qos(session: Session, channel: Channel, payload: bytes) -> None:
     m = _decode(payload, commands.Basic.Qos)
     if m.prefetch_size:
         raise errors.NotImplemented_(f"prefetch_size!=0 ({m.prefetch_size})")
-    if m.global_:
+    # 4.3 denies the deprecated global QoS: global=true acts as global=false.
+    if m.global_ and session.behaviour.global_qos:
         channel.global_prefetch = m.prefetch_count
     else:
         channel.consumer_prefetch = m.prefetch_count

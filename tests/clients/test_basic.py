@@ -28,6 +28,8 @@ from pikakit import (
     wait_until,
 )
 
+from amqpbroker.testing.pytest_plugin import each_version
+
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -121,6 +123,27 @@ def test_global_prefetch_is_shared_by_the_channel(
     wait_until(connection, lambda: len(inbox) == 4)
     settle(connection)
     assert len(inbox) == 4
+
+
+@each_version("4.2", "4.3")
+def test_global_qos_by_version(
+    connection: BlockingConnection, channel: BlockingChannel, rabbitmq_version: str
+) -> None:
+    # 4.3 denies the deprecated global QoS: global=true limits each new consumer
+    # instead of the channel (rabbit_channel at v4.3.5).  Durable queues: 4.3 also
+    # refuses transient non-exclusive ones.
+    queue_a, queue_b = new_queue(channel, durable=True), new_queue(channel, durable=True)
+    channel.basic_qos(prefetch_count=3, global_qos=True)
+    inbox = Inbox()
+    channel.basic_consume(queue_a, inbox)
+    channel.basic_consume(queue_b, inbox)
+    for i in range(5):
+        channel.basic_publish("", queue_a, b"a%d" % i)
+        channel.basic_publish("", queue_b, b"b%d" % i)
+    expected = 3 if rabbitmq_version == "4.2" else 6
+    wait_until(connection, lambda: len(inbox) == expected)
+    settle(connection)
+    assert len(inbox) == expected
 
 
 def test_basic_get_deliveries_do_not_count_against_the_global_prefetch(
