@@ -86,6 +86,9 @@ class Behaviour:
     # basic.qos global=true limits the channel (3.10-4.2), or acts as global=false
     # (4.3: the global_qos deprecated feature is denied by default; rabbit_channel).
     global_qos: bool
+    # A passive queue / exchange declare needs some permission (read, write or
+    # configure) on the name (4.3; rabbit_channel at v4.3.5), or none before.
+    passive_declare_needs_access: bool
 
     def refusal_header(self, header: bytes) -> bytes:
         """The protocol header to answer an unsupported 8-byte ``header`` with."""
@@ -126,6 +129,7 @@ V3_10 = Behaviour(
     classic_queue_versions=(1, 2),
     transient_nonexclusive_queues=True,
     global_qos=True,
+    passive_declare_needs_access=False,
 )
 V4_0 = attrs.evolve(
     V3_10,
@@ -152,6 +156,7 @@ V4_3 = attrs.evolve(
     classic_queue_versions=(2,),
     transient_nonexclusive_queues=False,
     global_qos=False,
+    passive_declare_needs_access=True,
 )
 
 VERSIONS: dict[str, Behaviour] = {v.name: v for v in (V3_10, V4_0, V4_1, V4_2, V4_3)}

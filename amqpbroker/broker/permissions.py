@@ -57,7 +57,7 @@ _ALTERNATE_EXCHANGE = "alternate-exchange"
 class _Access:
     """One session's rights and limits in its vhost, for the checks of one method."""
 
-    __slots__ = ("permission", "settings", "user", "vhost")
+    __slots__ = ("behaviour", "permission", "settings", "user", "vhost")
 
     def __init__(self, session: Session, permission: Permission | None) -> None:
         assert session.vhost is not None
@@ -65,6 +65,7 @@ class _Access:
         self.user = session.user or ""
         self.permission = permission
         self.settings = session.broker.settings
+        self.behaviour = session.behaviour
 
     def require(self, what: str, kind: str, name: str) -> None:
         permission = self.permission
@@ -78,6 +79,15 @@ class _Access:
                 f"access to {kind} '{name}' in vhost '{self.vhost.name}' "
                 f"refused for user '{self.user}'"
             )
+
+    def require_any(self, kind: str, name: str) -> None:
+        """Any of read, write or configure: what a 4.3 passive declare needs; the
+        refusal names configure, as a regular declare's would (rabbit_channel's
+        check_any_resource_access_permitted)."""
+        permission = self.permission
+        if permission is not None and any(permission.allows(what, name) for what in (READ, WRITE)):
+            return
+        self.require(CONFIGURE, kind, name)
 
 
 def _permission(session: Session) -> Permission | None:
@@ -171,9 +181,14 @@ def _check_dead_letter_exchange(access: _Access, queue: str, arguments: dict[str
 
 def _queue_declare(access: _Access, channel: Channel, m: Any) -> None:
     name = m.queue
-    # Passive declares are not checked; "" is checked once named (check_server_named);
-    # "amq.*" fails first on its reserved prefix.
-    if m.passive or not name or name.startswith("amq."):
+    # Passive declares are not checked before 4.3 (then: any permission); "" is
+    # checked once named (check_server_named); "amq.*" fails first on its reserved
+    # prefix.
+    if m.passive:
+        if name and access.behaviour.passive_declare_needs_access:
+            access.require_any("queue", name)
+        return
+    if not name or name.startswith("amq."):
         return
     access.require(CONFIGURE, "queue", name)
     if name not in access.vhost.queues:
@@ -216,7 +231,11 @@ def _basic_consume(access: _Access, channel: Channel, m: Any) -> None:
 
 def _exchange_declare(access: _Access, channel: Channel, m: Any) -> None:
     name = m.exchange
-    if m.passive or not name or m.exchange_type not in EXCHANGE_TYPES:
+    if m.passive:
+        if name and access.behaviour.passive_declare_needs_access:
+            access.require_any("exchange", name)
+        return
+    if not name or m.exchange_type not in EXCHANGE_TYPES:
         return
     access.require(CONFIGURE, "exchange", name)
     if name in access.vhost.exchanges or name.startswith("amq."):

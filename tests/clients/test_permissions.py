@@ -24,6 +24,7 @@ from pika.exceptions import (
 
 import amqpbroker
 from amqpbroker.auth.users import UserDB
+from amqpbroker.testing.pytest_plugin import each_version
 
 RECORDED = json.loads(
     (Path(__file__).parent / "data" / "permissions-rabbitmq-3.10.8.json").read_text("utf-8")
@@ -95,6 +96,40 @@ def test_every_operation_is_checked_as_rabbitmq_does(
     name = users.add(short, perms=USERS[short])
     seen = observe(broker.host, broker.port, vhost, name, "pw", list(OPS))
     assert {op: _as_recorded(out) for op, out in seen.items()} == RECORDED[short]
+
+
+@each_version("4.2", "4.3")
+def test_passive_declares_need_some_permission_from_4_3(
+    broker: amqpbroker.Broker, vhost: str, users: Users, url: str, rabbitmq_version: str
+) -> None:
+    admin = pika.BlockingConnection(pika.URLParameters(url))
+    admin.channel().queue_declare("pq", durable=True)
+    admin.channel().exchange_declare("px", "direct")
+    admin.close()
+    nobody = users.add("nobody", perms=("^$", "^$", "^$"))
+    reader = users.add("reader", perms=("^$", "^$", "^p"))
+    for user in (nobody, reader):
+        conn = connect(broker, vhost, user)
+        try:
+            for kind, declare in (
+                ("queue", lambda ch: ch.queue_declare("pq", passive=True)),
+                ("exchange", lambda ch: ch.exchange_declare("px", passive=True)),
+            ):
+                name = "pq" if kind == "queue" else "px"
+                if rabbitmq_version == "4.2" or user == reader:
+                    declare(conn.channel())
+                    continue
+                # 4.3: read, write or configure; refused as a declare would be.
+                with pytest.raises(ChannelClosedByBroker) as info:
+                    declare(conn.channel())
+                assert info.value.args == (
+                    403,
+                    f"ACCESS_REFUSED - access to {kind} '{name}' in vhost '{vhost}' "
+                    f"refused for user '{user}'",
+                )
+        finally:
+            if conn.is_open:
+                conn.close()
 
 
 # ------------------------------------------------------------ logins, vhosts
