@@ -20,8 +20,10 @@ collect_ignore = ["example_project"]
 
 @pytest.fixture(scope="session")
 def brokers() -> Iterator[EmbeddedBrokers]:
-    """Embedded brokers by RabbitMQ release, started on first use."""
-    pool = EmbeddedBrokers()
+    """Embedded brokers by RabbitMQ release, started on first use.  Unmarked tests use
+    AMQPBROKER_TEST_RABBITMQ_VERSION's release when it is set (to run a module in
+    another mode by hand), else the default one."""
+    pool = EmbeddedBrokers(os.environ.get("AMQPBROKER_TEST_RABBITMQ_VERSION") or None)
     yield pool
     pool.close()
 
