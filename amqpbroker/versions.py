@@ -69,6 +69,13 @@ class Behaviour:
     # A negative x-delivery-limit: unlimited (4.x) or exceeded at the first return
     # (3.10 delivers once, then drops it).
     quorum_negative_limit_unlimited: bool
+    # A quorum queue serves returned (nacked, rejected with requeue, cancelled)
+    # messages before the others, in the order they came back (4.x's rabbit_fifo
+    # returns queue), or puts them at the back (3.10).
+    quorum_returns_first: bool
+    # basic.get from a quorum queue adds x-delivery-count 0 to a message never
+    # returned (3.10) or adds the header only once it is 1 or more (4.0).
+    quorum_zero_delivery_count: bool
     # basic.publish body limit when --max-message-size is not given.
     max_message_size: int
     # Frames before connection.tune-ok may be this big, and tune-ok may not ask
@@ -123,6 +130,8 @@ V3_10 = Behaviour(
     sorted_header_tables=False,
     quorum_default_delivery_limit=None,
     quorum_negative_limit_unlimited=False,
+    quorum_returns_first=False,
+    quorum_zero_delivery_count=True,
     max_message_size=128 * MiB,
     frame_min_size=4096,
     reply_to_mandatory_routed=False,
@@ -145,6 +154,8 @@ V4_0 = attrs.evolve(
     sorted_header_tables=True,
     quorum_default_delivery_limit=20,
     quorum_negative_limit_unlimited=True,
+    quorum_returns_first=True,
+    quorum_zero_delivery_count=False,
     max_message_size=16 * MiB,
 )
 V4_1 = attrs.evolve(V4_0, name="4.1", full_version="4.1.8", frame_min_size=8192)

@@ -99,6 +99,7 @@ class FeatureRules:
         "options",
         "queue",
         "ready_bytes",
+        "returns_ahead",
         "timed",
         "ttl_deadline",
         "ttl_handle",
@@ -109,6 +110,9 @@ class FeatureRules:
         self.host = host
         self.options = options
         self.ready_bytes = 0  # body bytes of the in-memory head
+        # Returned messages at the head of the ready list, served before the rest
+        # (QueueOptions.returns_first).
+        self.returns_ahead = 0
         # Whether any message here may carry a deadline (queue TTL, or one seen).
         self.timed = options.message_ttl is not None
         self.ttl_handle: TimerHandle | None = None
@@ -243,6 +247,8 @@ class FeatureRules:
     def _pop(self) -> FeatureMessage:
         qm = self.queue.ready.popleft()
         self.ready_bytes -= len(qm.message.body)
+        if self.returns_ahead:
+            self.returns_ahead -= 1
         return qm  # type: ignore[return-value]
 
     def take_moved(self, moved: Iterable[QueuedMessage]) -> None:
@@ -415,8 +421,8 @@ class FeatureRules:
                 self._arm_ttl()
             return None
         qm = self._pop()
-        if self.options.quorum:
-            # basic.get always shows the delivery count (0 the first time).
+        if self.options.quorum and (qm.deliveries or self.options.zero_delivery_count):
+            # basic.get shows the delivery count (3.10: 0 the first time too).
             qm.original = qm.published
             qm.message = with_delivery_count(qm.original, qm.deliveries)
         if timed:
@@ -436,7 +442,8 @@ class FeatureRules:
         self._after_requeue()
 
     def _return(self, messages: Iterable[QueuedMessage]) -> None:
-        """Quorum: returned messages go to the back, counted, up to the limit."""
+        """Quorum: returned messages go to the back (3.10) or before the rest (4.x),
+        counted, up to the limit."""
         limit = self.options.delivery_limit
         queue = self.queue
         store = queue.store
@@ -455,7 +462,13 @@ class FeatureRules:
             fm.message = with_delivery_count(fm.original, fm.deliveries)
             if fm.persisted:
                 self._persist(fm)
-            self._append(fm)
+            if self.options.returns_first:
+                # After the messages returned before it, ahead of everything else.
+                queue.ready.insert(self.returns_ahead, fm)  # type: ignore[union-attr]
+                self.returns_ahead += 1
+                self.ready_bytes += len(fm.message.body)
+            else:
+                self._append(fm)
 
     def _after_requeue(self) -> None:
         options = self.options
@@ -473,6 +486,7 @@ class FeatureRules:
 
     def purged(self) -> None:
         self.ready_bytes = 0
+        self.returns_ahead = 0
         self._arm_ttl()
 
     # ------------------------------------------------------------ consumers

@@ -100,6 +100,11 @@ class QueueOptions:
     max_priority: int | None = None
     single_active: bool = False
     delivery_limit: int | None = None
+    # Quorum queues as the RabbitMQ release runs them (versions.py): returned messages
+    # are served before the rest (4.x) or join the back (3.10); basic.get shows
+    # x-delivery-count 0 on a message never returned (3.10) or leaves it out (4.x).
+    returns_first: bool = False
+    zero_delivery_count: bool = True
 
     @property
     def quorum(self) -> bool:
@@ -170,6 +175,8 @@ def options_from(
             if queue_type == QUORUM
             else None
         ),
+        returns_first=queue_type == QUORUM and behaviour.quorum_returns_first,
+        zero_delivery_count=queue_type != QUORUM or behaviour.quorum_zero_delivery_count,
     )
 
 

@@ -138,7 +138,8 @@ def test_options_from_arguments() -> None:
             "x-delivery-limit": 3,
             "x-max-priority": 5,
             "x-dead-letter-exchange": b"dlx",
-        }
+        },
+        V3_10,
     )
     # Quorum: reject-publish-dlx acts as drop-head, priorities do not apply.
     assert options == QueueOptions(
