@@ -94,6 +94,47 @@ def test_each_test_gets_a_vhost_that_is_deleted_after_it(tmp_path: Path) -> None
     assert passed(result, 2), result.stdout + result.stderr
 
 
+VERSION_PROJECT = """
+import pika
+import pytest
+
+from amqpbroker.testing.pytest_plugin import each_version
+
+
+def version(url):
+    with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+        return connection._impl.server_properties["version"]
+
+
+def test_session_default(amqp_url, request):
+    expected = request.config.getoption("--amqp-rabbitmq-version") or "4.0"
+    assert version(amqp_url).startswith(expected + ".")
+
+
+@pytest.mark.rabbitmq_version("3.10")
+def test_marked(amqp_url, amqp_broker):
+    assert version(amqp_url) == "3.10.8"
+
+
+@each_version("4.1", "4.3")
+def test_each(amqp_url, rabbitmq_version):
+    assert version(amqp_url).startswith(rabbitmq_version + ".")
+"""
+
+
+def test_the_rabbitmq_version_option_ini_and_marker(tmp_path: Path) -> None:
+    result = run_pytest(tmp_path, VERSION_PROJECT)
+    assert passed(result, 4), result.stdout + result.stderr
+    result = run_pytest(tmp_path, VERSION_PROJECT, "--amqp-rabbitmq-version", "3.10")
+    assert passed(result, 4), result.stdout + result.stderr
+    (tmp_path / "test_ini.py").write_text(
+        "def test_ini(amqp_url, amqp_broker):\n"
+        "    assert amqp_broker.settings.rabbitmq_version == '4.2'\n"
+    )
+    result = run_pytest(tmp_path, VERSION_PROJECT, "-o", "amqp_rabbitmq_version=4.2", "test_ini.py")
+    assert passed(result, 1), result.stdout + result.stderr
+
+
 def test_external_broker_without_management_cleans_up_what_tests_declared(
     tmp_path: Path, amqp_broker: amqpbroker.Broker, amqp_vhost: str, amqp_url: str
 ) -> None:
