@@ -253,6 +253,18 @@ def test_vhost_lifecycle_and_health(http: Http) -> None:
     assert http.get("/api/health/checks/alarms") == {"status": "ok"}
 
 
+@pytest.mark.parametrize(
+    ("version", "full"), [("3.10", "3.10.8"), ("4.0", "4.0.5"), ("4.3", "4.3.5")]
+)
+def test_overview_and_definitions_report_the_rabbitmq_version(version: str, full: str) -> None:
+    with amqpbroker.Broker(management=True, rabbitmq_version=version) as broker:
+        api = Http(broker.management_url)
+        overview = api.get("/api/overview")
+        assert (overview["rabbitmq_version"], overview["product_version"]) == (full, full)
+        assert overview["management_version"] == full
+        assert api.get("/api/definitions")["rabbitmq_version"] == full
+
+
 def test_overview_counts_messages(mgmt: amqpbroker.Broker, http: Http, vhost: str) -> None:
     before = http.get("/api/overview")["message_stats"]
     connection = connect(mgmt, vhost)
