@@ -39,7 +39,8 @@ class Behaviour:
     # management API (overview, definitions, metrics).
     full_version: str
     # SASL mechanisms in connection.start, in RabbitMQ's order (3.10: PLAIN AMQPLAIN;
-    # 4.0.5: AMQPLAIN PLAIN ANONYMOUS, the order its registry returns them).
+    # 4.0.5: its registry's order, which differs between nodes: AMQPLAIN PLAIN
+    # ANONYMOUS on the reference here, AMQPLAIN ANONYMOUS PLAIN on another).
     mechanisms: tuple[str, ...]
     # Who SASL ANONYMOUS logs in as: (user, password) checked like a PLAIN login
     # (RabbitMQ 4's anonymous_login_user / _pass defaults, so loopback rules apply).
