@@ -36,7 +36,7 @@ well): ``publish`` (returns whether the message was stored, or ``REFUSED``),
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..store.base import MessageRecord, Store
@@ -46,6 +46,7 @@ from .ready import FifoReady, Ready, Tail
 if TYPE_CHECKING:
     from .consumer import Consumer
     from .queue_arguments import QueueOptions
+    from .timers import Timers
 
 # Ready messages a durable queue keeps in memory before its tail goes to disk
 # (paging.py): ~15 MB of 1 KiB messages.
@@ -66,6 +67,22 @@ class Refused:
 
 
 REFUSED = Refused()
+
+
+class QueueHost(Protocol):
+    """What a queue and its rules need of the virtual host that holds it
+    (vhost.VirtualHost): its name and timers, routing for dead letters, and removal
+    (x-expires).  Typed here so that nothing below the vhost imports it."""
+
+    name: str
+    timers: Timers
+    exchanges: dict[str, Any]
+
+    def route(self, exchange: Any, routing_key: str, message: Message) -> Collection[Queue]:
+        """The queues ``message`` reaches through ``exchange`` by ``routing_key``."""
+
+    def remove_queue(self, queue: Queue) -> None:
+        """Delete ``queue`` (its bindings, its consumers are told)."""
 
 
 class RulesPart(Protocol):
@@ -206,9 +223,9 @@ class Queue:
         # Persistent messages published here are written there (group-committed).
         self.store: Store | None = None
         self.store_id = 0
-        # The VirtualHost object (make_queue sets it): rules dead-letter through it
-        # and run their timers on it.
-        self.host: Any = None
+        # The virtual host holding it (make_queue sets it): rules dead-letter through
+        # it and run their timers on it.
+        self.host: QueueHost | None = None
         # The parts (module docstring); ``plain`` is what the hot path tests.
         self.paging: PagingPart | None = None  # durable queues of a persistent broker
         self.tail: Tail | None = None
