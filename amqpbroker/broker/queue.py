@@ -27,11 +27,16 @@ channel hop per message (PERFORMANCE-NOTES: each costs ~10-20 us).
 Ordering (RABBITMQ.md): messages keep publish order; a requeued message goes back
 to its original position, found by its sequence number.
 
-What the rest of the broker calls (the interface a stream queue will implement as
-well): ``publish`` (returns whether the message was stored, or ``REFUSED``),
-``get``, ``dispatch``, ``requeue``, ``settled``, ``rejected``, ``purge``,
-``touch``, ``add_consumer``, ``remove_consumer``, ``message_count``,
-``consumer_count``, and the counters ``unacked`` and ``next_seq``.
+What the rest of the broker uses of a queue, and so what another kind of queue (a
+stream: an append-only log read from offsets, nothing removed) implements to sit
+behind the same vhost, channel and consumer code: its identity (``name``, ``vhost``,
+``durable``, ``exclusive_owner``, ``auto_delete``, ``arguments``, ``bound_from``,
+``deleted``, ``store``), ``touch``, ``message_count``, ``consumer_count``;
+``publish`` (truthy when the confirm must wait: True stored, ``REFUSED`` nack);
+``add_consumer``, ``remove_consumer``, ``consumers``, ``get``, ``dispatch``,
+``ready`` (truthy while messages wait); per delivery ``unacked`` (moved by the
+channel), ``settled``, ``rejected``, ``requeue``; for the store and the pager
+``next_seq``, ``restore``, ``page_in_plan``, ``paged_in``, ``page_in_now``.
 """
 
 from __future__ import annotations
