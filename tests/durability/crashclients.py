@@ -106,6 +106,7 @@ class ClientThread:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.error: BaseException | None = None  # what ended the client, for the test
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     def start(self) -> None:
