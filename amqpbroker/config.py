@@ -22,6 +22,9 @@ DEFAULT_MANAGEMENT_PORT = 15672
 @attrs.frozen
 class Settings:
     host: str = "127.0.0.1"
+    # Further addresses to listen on (--host given more than once); clients are told
+    # about ``host``.
+    more_hosts: tuple[str, ...] = ()
     port: int = DEFAULT_PORT
     data_dir: str | None = None
     sync: str = "full"
