@@ -182,6 +182,12 @@ async def _serve_connection(
     # Plain TCP: big bodies go out without a join (take_buffers); TLS joins everything.
     raw_socket = stream.socket if isinstance(stream, trio.SocketStream) else None
 
+    def start_closing_timer() -> None:
+        if proto.closing and closing.deadline == math.inf:
+            # connection.close or close-ok is out (or stuck behind a peer that does not
+            # read): the peer has the closing timeout to answer or to close its side.
+            closing.deadline = trio.current_time() + proto.closing_timeout
+
     async def writer() -> None:
         try:
             while True:
@@ -201,10 +207,7 @@ async def _serve_connection(
                     session.send_oct += sent
                     proto.mark_sent(trio.current_time())
                     session.drained()
-                if proto.closing and closing.deadline == math.inf:
-                    # connection.close or close-ok is out: the peer has the closing
-                    # timeout to answer or to close its side (protocol/connection.py).
-                    closing.deadline = trio.current_time() + proto.closing_timeout
+                start_closing_timer()
                 if proto.closed:
                     finished.set()
                 if finished.is_set() and not proto.out:
@@ -240,6 +243,7 @@ async def _serve_connection(
                 return
             if proto.out:
                 wakeup.set()
+            start_closing_timer()
 
     async def reader() -> None:
         # While closing, the socket is read to the end (or until the closing timeout)
