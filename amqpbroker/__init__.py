@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Type checkers (ours and users', through py.typed) see the real classes; at run
+    # time __getattr__ below imports them on first use.
+    from .embed import Broker, open_broker
 
 __version__ = "0.1.0"
 

@@ -112,7 +112,12 @@ def _window(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="amqpbroker", description="An AMQP 0-9-1 broker for RabbitMQ clients.")
     parser.add_argument("--version", action="version", version=f"amqpbroker {__version__}")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        action="append",
+        help="address to listen on (127.0.0.1); may be given more than once; "
+        "localhost is both 127.0.0.1 and ::1",
+    )
     parser.add_argument(
         "--rabbitmq-version",
         choices=tuple(VERSIONS),
@@ -244,7 +249,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     data_dir = ":memory:" if args.transient else args.data_dir
     return Settings(
         rabbitmq_version=args.rabbitmq_version,
-        host=args.host,
+        host=(args.host or ["127.0.0.1"])[0],
+        more_hosts=tuple(args.host[1:]) if args.host else (),
         port=args.port,
         data_dir=data_dir,
         sync=args.sync,
@@ -269,7 +275,7 @@ async def run(
 ) -> None:
     settings = broker.settings
     server = Server(broker)
-    await server.listen(settings.host, settings.port)
+    await server.listen(settings.host, settings.port, settings.more_hosts)
     sock = bind_management(settings, management_required) if management is not None else None
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)

@@ -28,6 +28,9 @@ class Settings:
     # Which RabbitMQ release to behave as where clients can tell (versions.py).
     rabbitmq_version: str = attrs.field(default=DEFAULT_VERSION, validator=_known_version)
     host: str = "127.0.0.1"
+    # Further addresses to listen on (--host given more than once); clients are told
+    # about ``host``.
+    more_hosts: tuple[str, ...] = ()
     port: int = DEFAULT_PORT
     data_dir: str | None = None
     sync: str = "full"

@@ -109,7 +109,7 @@ class Broker:
         assert self._stop is not None
         server = Server(core)
         try:
-            await server.listen(self.settings.host, self.settings.port)
+            await server.listen(self.settings.host, self.settings.port, self.settings.more_hosts)
             management = _management(core, self.settings)
         except Exception as exc:  # port in use, bad definitions file
             self._error = exc
@@ -247,7 +247,7 @@ async def open_broker(
     core = BrokerCore.open(Settings(host=host, port=port, **settings))
     try:
         server = Server(core)
-        await server.listen(host, port)
+        await server.listen(host, port, core.settings.more_hosts)
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
             try:

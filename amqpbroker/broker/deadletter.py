@@ -45,7 +45,7 @@ from .message import Message
 from .sender_selected import cc_keys, route_keys
 
 if TYPE_CHECKING:
-    from .vhost import VirtualHost
+    from .queue import QueueHost
 
 REJECTED = "rejected"
 EXPIRED = "expired"
@@ -178,7 +178,7 @@ def is_cycle(queue: str, deaths: list[Any]) -> bool:
 
 
 def dead_letter(
-    host: VirtualHost,
+    host: QueueHost,
     exchange_name: str,
     routing_key: str | None,
     queue: str,

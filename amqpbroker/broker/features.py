@@ -53,7 +53,7 @@ from ..store.base import MessageRecord
 from . import queue as _queue
 from .deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, dead_letter
 from .message import Message, QueuedMessage
-from .queue import REFUSED, Queue, Refused
+from .queue import REFUSED, Queue, QueueHost, Refused
 from .queue_arguments import DROP_HEAD, REJECT_PUBLISH_DLX, QueueOptions
 from .ready import FifoReady, PriorityReady
 from .rule_messages import FeatureMessage, featured, message_ttl, with_delivery_count
@@ -63,7 +63,6 @@ if TYPE_CHECKING:
 
     from .consumer import Consumer
     from .timers import TimerHandle
-    from .vhost import VirtualHost
 
 
 def enable_rules(queue: Queue, options: QueueOptions) -> None:
@@ -71,7 +70,8 @@ def enable_rules(queue: Queue, options: QueueOptions) -> None:
     queue that gets its first message with its own TTL; a paged queue keeps its tail
     on disk, and its transient tail messages are converted as they reach the head)."""
     assert queue.rules is None
-    host: VirtualHost = queue.host
+    host = queue.host
+    assert host is not None, "make_queue gives every queue its vhost"
     rules = FeatureRules(queue, host, options, host.timers.clock())
     maximum = options.max_priority
     ready = FifoReady() if maximum is None else PriorityReady(maximum)
@@ -105,7 +105,7 @@ class FeatureRules:
         "ttl_handle",
     )
 
-    def __init__(self, queue: Queue, host: VirtualHost, options: QueueOptions, now: float) -> None:
+    def __init__(self, queue: Queue, host: QueueHost, options: QueueOptions, now: float) -> None:
         self.queue = queue
         self.host = host
         self.options = options

@@ -27,16 +27,21 @@ channel hop per message (PERFORMANCE-NOTES: each costs ~10-20 us).
 Ordering (RABBITMQ.md): messages keep publish order; a requeued message goes back
 to its original position, found by its sequence number.
 
-What the rest of the broker calls (the interface a stream queue will implement as
-well): ``publish`` (returns whether the message was stored, or ``REFUSED``),
-``get``, ``dispatch``, ``requeue``, ``settled``, ``rejected``, ``purge``,
-``touch``, ``add_consumer``, ``remove_consumer``, ``message_count``,
-``consumer_count``, and the counters ``unacked`` and ``next_seq``.
+What the rest of the broker uses of a queue, and so what another kind of queue (a
+stream: an append-only log read from offsets, nothing removed) implements to sit
+behind the same vhost, channel and consumer code: its identity (``name``, ``vhost``,
+``durable``, ``exclusive_owner``, ``auto_delete``, ``arguments``, ``bound_from``,
+``deleted``, ``store``), ``touch``, ``message_count``, ``consumer_count``;
+``publish`` (truthy when the confirm must wait: True stored, ``REFUSED`` nack);
+``add_consumer``, ``remove_consumer``, ``consumers``, ``get``, ``dispatch``,
+``ready`` (truthy while messages wait); per delivery ``unacked`` (moved by the
+channel), ``settled``, ``rejected``, ``requeue``; for the store and the pager
+``next_seq``, ``restore``, ``page_in_plan``, ``paged_in``, ``page_in_now``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..store.base import MessageRecord, Store
@@ -44,8 +49,10 @@ from .message import Message, QueuedMessage
 from .ready import FifoReady, Ready, Tail
 
 if TYPE_CHECKING:
+    from ..versions import Behaviour
     from .consumer import Consumer
     from .queue_arguments import QueueOptions
+    from .timers import Timers
 
 # Ready messages a durable queue keeps in memory before its tail goes to disk
 # (paging.py): ~15 MB of 1 KiB messages.
@@ -66,6 +73,24 @@ class Refused:
 
 
 REFUSED = Refused()
+
+
+class QueueHost(Protocol):
+    """What a queue and its rules need of the virtual host that holds it
+    (vhost.VirtualHost): its name and timers, routing for dead letters, and removal
+    (x-expires).  Typed here so that nothing below the vhost imports it."""
+
+    name: str
+    timers: Timers
+    exchanges: dict[str, Any]
+    # The RabbitMQ release's rules (versions.py): dead-letter headers follow them.
+    behaviour: Behaviour
+
+    def route(self, exchange: Any, routing_key: str, message: Message) -> Collection[Queue]:
+        """The queues ``message`` reaches through ``exchange`` by ``routing_key``."""
+
+    def remove_queue(self, queue: Queue) -> None:
+        """Delete ``queue`` (its bindings, its consumers are told)."""
 
 
 class RulesPart(Protocol):
@@ -206,9 +231,9 @@ class Queue:
         # Persistent messages published here are written there (group-committed).
         self.store: Store | None = None
         self.store_id = 0
-        # The VirtualHost object (make_queue sets it): rules dead-letter through it
-        # and run their timers on it.
-        self.host: Any = None
+        # The virtual host holding it (make_queue sets it): rules dead-letter through
+        # it and run their timers on it.
+        self.host: QueueHost | None = None
         # The parts (module docstring); ``plain`` is what the hot path tests.
         self.paging: PagingPart | None = None  # durable queues of a persistent broker
         self.tail: Tail | None = None

@@ -10,19 +10,16 @@ and implements the interface queue.py's docstring lists.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..store.base import Store
 from .features import enable_rules
 from .paging import Paging
-from .queue import Queue
+from .queue import Queue, QueueHost
 from .queue_arguments import QueueOptions
 
-if TYPE_CHECKING:
-    from .vhost import VirtualHost
 
-
-def make_queue(host: VirtualHost, name: str, options: QueueOptions, **kwargs: Any) -> Queue:
+def make_queue(host: QueueHost, name: str, options: QueueOptions, **kwargs: Any) -> Queue:
     queue = Queue(host.name, name, **kwargs)
     queue.host = host
     if options.needs_features:

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from .. import errors
+from .. import __version__, errors
 from ..broker import alarms
 from . import messages
 from .api import Api, RouteTable, bad_request, not_found
@@ -103,10 +103,12 @@ def overview(ctx: ManagementContext) -> dict[str, Any]:
         "exchange_types": EXCHANGE_TYPES,
         "product_version": version,
         "product_name": "RabbitMQ",
+        # Ours beside RabbitMQ's fields (which clients and tools read as RabbitMQ's).
+        "amqpbroker_version": __version__,
         "rabbitmq_version": version,
         "cluster_name": ctx.node,
         "erlang_version": ERLANG_VERSION,
-        "erlang_full_version": f"amqpbroker on Python {platform.python_version()}",
+        "erlang_full_version": f"amqpbroker {__version__} on Python {platform.python_version()}",
         "release_series_support_status": "supported",
         "disable_stats": False,
         "enable_queue_totals": False,

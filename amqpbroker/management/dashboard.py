@@ -115,8 +115,8 @@ async function refresh() {
     const [overview, queues, connections] = await Promise.all([
       api("/api/overview"), api("/api/queues"), api("/api/connections")]);
     document.getElementById("login").style.display = "none";
-    document.getElementById("version").textContent =
-      "(RabbitMQ " + overview.rabbitmq_version + " compatible) on " + overview.node;
+    document.getElementById("version").textContent = overview.amqpbroker_version +
+      " (RabbitMQ " + overview.rabbitmq_version + " compatible) on " + overview.node;
     const totals = overview.object_totals, q = overview.queue_totals;
     const stats = overview.message_stats || {};
     const rate = (name) => ((stats[name + "_details"] || {}).rate || 0) + "/s";

@@ -16,9 +16,15 @@ joins and sends them in one write per round (output.py; see PERFORMANCE-NOTES:
 one ``send_all`` per batch, never one per frame).
 
 Error handling: protocol violations raise inside ``receive_data()`` only as
-:class:`AMQPError` and are turned into close frames here; after a connection
-close has been sent, ``closing`` is true and the I/O layer should flush ``out``
-and wait (bounded) for ``closed``.
+:class:`AMQPError` and are turned into close frames here.
+
+Closing (as RabbitMQ's rabbit_reader): once connection.close or close-ok is out,
+``closing`` is true; every frame but close / close-ok is dropped from then on. The
+I/O layer flushes ``out`` and keeps reading (what it reads is dropped) until
+``closed`` (our close-ok'd, or a handshake failure that just closes), until the
+peer closes its side (after our close-ok, phase DRAINING), or until
+``closing_timeout`` has passed; only then does it close the socket, so a client still
+writing publishes it queued before its close reads close-ok instead of a reset.
 """
 
 from __future__ import annotations
@@ -52,6 +58,14 @@ _CHANNEL_OPEN = 0x0014000A
 _CHANNEL_CLOSE = 0x00140028
 _CHANNEL_CLOSE_OK = 0x00140029
 _BASIC_PUBLISH = 0x003C0028
+
+# RabbitMQ's ?CLOSING_TIMEOUT (rabbit_reader), seconds: how long a closing connection's
+# socket stays open for the peer's close-ok or its closing of the socket.
+CLOSING_TIMEOUT = 30.0
+# Phases in which the broker is done with the connection (everything read is dropped).
+_DROPPING = frozenset((Phase.DRAINING, Phase.CLOSED))
+# Phases from the first close frame on.
+_ENDING = frozenset((Phase.CLOSING, Phase.DRAINING, Phase.CLOSED))
 
 
 class Handler(Protocol):
@@ -158,7 +172,16 @@ class AMQPConnection:
 
     @property
     def closing(self) -> bool:
-        return self.phase in (Phase.CLOSING, Phase.CLOSED)
+        return self.phase in _ENDING
+
+    @property
+    def closing_timeout(self) -> float:
+        """Seconds the peer has, once closing started, to answer close-ok or close its
+        side before the socket is closed anyway: RabbitMQ's 30, or the negotiated
+        heartbeat when shorter (rabbit_reader:close_connection)."""
+        if 0 < self.heartbeat < CLOSING_TIMEOUT:
+            return float(self.heartbeat)
+        return CLOSING_TIMEOUT
 
     @property
     def closed(self) -> bool:
@@ -175,7 +198,7 @@ class AMQPConnection:
         # Read once into a local: narrowing self.phase here would let a type checker
         # assume the loop below (whose handlers change the phase) never sees CLOSED.
         phase = self.phase
-        if phase is Phase.CLOSED:
+        if phase in _DROPPING:
             return
         if phase is Phase.AWAIT_HEADER:
             data = self._receive_header(data)
@@ -187,7 +210,7 @@ class AMQPConnection:
         max_body = self.max_message_size
         on_publish = self.handler.on_publish
         try:
-            while self.phase is not Phase.CLOSED:
+            while self.phase not in _DROPPING:
                 publish = reader.next_publish(max_body)
                 if publish is not None:
                     # Hot path: a whole small publish. Channels exist only while the
@@ -360,10 +383,9 @@ class AMQPConnection:
             if frame_type == framing.FRAME_METHOD and channel == 0:
                 key = framing.method_key(payload)
                 if key == _CONNECTION_CLOSE_OK:
-                    self._finish()
+                    self._finish(Phase.CLOSED)
                 elif key == _CONNECTION_CLOSE:
-                    self.send_method(0, method_codec.make_method(commands.Connection.CloseOk))
-                    self._finish()
+                    self._reply_close_ok()
             return
         if self.phase is Phase.AWAIT_OPEN and (frame_type != framing.FRAME_METHOD or channel):
             # After tune-ok RabbitMQ's reader is "opening" and answers a frame for a
@@ -371,8 +393,7 @@ class AMQPConnection:
             raise errors.UnexpectedFrame(framing.frame_summary(frame_type, payload))
         key = self._expect_method(frame_type, channel, payload)
         if key == _CONNECTION_CLOSE:
-            self.send_method(0, method_codec.make_method(commands.Connection.CloseOk))
-            self._finish()
+            self._reply_close_ok()
             return
         if self.phase is Phase.AWAIT_START_OK and key == _CONNECTION_START_OK:
             self._on_start_ok(method_codec.decode_method(payload))
@@ -453,10 +474,9 @@ class AMQPConnection:
     def _handle_connection_method(self, payload: bytes) -> None:
         key = framing.method_key(payload)
         if key == _CONNECTION_CLOSE:
-            self.send_method(0, method_codec.make_method(commands.Connection.CloseOk))
-            self._finish()
+            self._reply_close_ok()
         elif key == _CONNECTION_CLOSE_OK:
-            self._finish()
+            self._finish(Phase.CLOSED)
         elif key in (_CONNECTION_BLOCKED, _CONNECTION_UNBLOCKED):
             pass  # client-sent blocked notifications carry no meaning for a server
         elif key == _CONNECTION_UPDATE_SECRET:
@@ -534,19 +554,22 @@ class AMQPConnection:
         for channel in channels:
             self.handler.on_channel_closed(channel)
 
-    def _finish(self) -> None:
-        was_closed = self.phase is Phase.CLOSED
-        self.phase = Phase.CLOSED
-        if not was_closed:
+    def _reply_close_ok(self) -> None:
+        self.send_method(0, method_codec.make_method(commands.Connection.CloseOk))
+        self._finish(Phase.DRAINING)
+
+    def _finish(self, phase: Phase) -> None:
+        """The connection is over for the broker (channels and the session released,
+        once); ``phase`` says whether the socket still has to be drained."""
+        released = self.phase in _DROPPING
+        self.phase = phase
+        if not released:
             self._drop_channels()
             self.handler.on_connection_closed()
 
     def connection_lost(self) -> None:
         """The transport went away (EOF, reset, timeout); release everything."""
-        if self.phase is not Phase.CLOSED:
-            self.phase = Phase.CLOSED
-            self._drop_channels()
-            self.handler.on_connection_closed()
+        self._finish(Phase.CLOSED)
 
     # -------------------------------------------------------------- heartbeats
 

@@ -41,7 +41,11 @@ class Phase(enum.Enum):
     AWAIT_OPEN = "awaiting open"
     OPEN = "open"
     CLOSING = "closing"  # we sent connection.close, waiting for close-ok
-    CLOSED = "closed"
+    # We sent close-ok to the client's connection.close: what still arrives (publishes
+    # the client had queued behind its close) is read and dropped until it closes its
+    # side, so that the socket is not closed with unread bytes (a reset to the client).
+    DRAINING = "draining"
+    CLOSED = "closed"  # nothing more to read: the I/O layer closes the socket
 
 
 def server_properties(product: str, version: str, info: str) -> dict[str, Any]:

@@ -13,9 +13,11 @@ There is no task per message and no lock: all broker state lives on this thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import socket
+from collections.abc import Sequence
 
 import trio
 
@@ -35,8 +37,12 @@ log = logging.getLogger("amqpbroker.server")
 RECV_SIZE = 256 * 1024
 # At most this many buffers per sendmsg (Linux's IOV_MAX).
 IOV_MAX = 1024
-# After we send connection.close, how long we wait for close-ok (RabbitMQ waits too).
-CLOSE_OK_TIMEOUT = 3.0
+# How long a stopping server waits for its clients' close-ok to the 320 it sent them
+# (and for clients already closing to close their side) before it cuts them (README).
+SHUTDOWN_GRACE = 2.0
+# What ``--host localhost`` listens on.
+LOCALHOST_ADDRESSES = ("127.0.0.1", "::1")
+_NO_ADDRESS = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 # A writer stuck on a peer that stopped reading gives up after this long once the
 # connection is over.
 FINAL_FLUSH_TIMEOUT = 5.0
@@ -90,6 +96,40 @@ def _peer_name(stream: trio.abc.Stream) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def listen_addresses(hosts: Sequence[str]) -> list[str]:
+    """The addresses to bind for ``--host`` values: ``localhost`` is both loopbacks, so
+    that clients resolving it to ::1 first (Node does) connect as those resolving it
+    to 127.0.0.1 do, whatever /etc/hosts says."""
+    addresses: list[str] = []
+    for host in hosts:
+        for address in LOCALHOST_ADDRESSES if host == "localhost" else (host,):
+            if address not in addresses:
+                addresses.append(address)
+    return addresses
+
+
+async def _open_listeners(hosts: Sequence[str], port: int) -> list[trio.SocketListener]:
+    """Listeners on every address of ``hosts``, all on one port (with port 0, the
+    port the first one picked)."""
+    listeners: list[trio.SocketListener] = []
+    optional = set(LOCALHOST_ADDRESSES) - set(hosts)  # asked for only through "localhost"
+    try:
+        for address in listen_addresses(hosts):
+            try:
+                listeners += await trio.open_tcp_listeners(port, host=address)
+            except OSError as exc:
+                # No IPv6 on this machine: "localhost" is then 127.0.0.1 alone.
+                if address in optional and exc.errno in _NO_ADDRESS:
+                    continue
+                raise
+            port = int(listeners[0].socket.getsockname()[1])
+    except BaseException:
+        for listener in listeners:
+            await listener.aclose()
+        raise
+    return listeners
+
+
 class ReadGate:
     """Open unless a resource alarm is raised; blocked publishers wait on it."""
 
@@ -135,10 +175,18 @@ async def _serve_connection(
     finished = trio.Event()
     # Set when the writer has returned: everything it took from proto.out is sent.
     writer_done = trio.Event()
+    # The reader's scope; its deadline is set once closing starts.
+    closing = trio.CancelScope()
     started = trio.current_time()
 
     # Plain TCP: big bodies go out without a join (take_buffers); TLS joins everything.
     raw_socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+
+    def start_closing_timer() -> None:
+        if proto.closing and closing.deadline == math.inf:
+            # connection.close or close-ok is out (or stuck behind a peer that does not
+            # read): the peer has the closing timeout to answer or to close its side.
+            closing.deadline = trio.current_time() + proto.closing_timeout
 
     async def writer() -> None:
         try:
@@ -159,6 +207,9 @@ async def _serve_connection(
                     session.send_oct += sent
                     proto.mark_sent(trio.current_time())
                     session.drained()
+                start_closing_timer()
+                if proto.closed:
+                    finished.set()
                 if finished.is_set() and not proto.out:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -192,27 +243,29 @@ async def _serve_connection(
                 return
             if proto.out:
                 wakeup.set()
+            start_closing_timer()
 
     async def reader() -> None:
-        closing_deadline = math.inf
-        try:
-            while not proto.closed and not finished.is_set():
-                if session.read_paused and not proto.closing:
-                    # Blocked publisher: its frames wait in the socket (TCP pushes
-                    # back) until the alarm clears.
-                    await gate.wait_open()
-                with trio.move_on_at(closing_deadline):
+        # While closing, the socket is read to the end (or until the closing timeout)
+        # and what arrives is dropped by the protocol: closing it with unread bytes
+        # would make the kernel send a reset, and a client still writing the
+        # publishes it queued before connection.close would never read our close-ok.
+        with closing:
+            try:
+                while not proto.closed and not finished.is_set():
+                    if session.read_paused and not proto.closing:
+                        # Blocked publisher: its frames wait in the socket (TCP pushes
+                        # back) until the alarm clears.
+                        await gate.wait_open()
                     data = await stream.receive_some(RECV_SIZE)
                     if not data:
-                        break
+                        break  # the peer closed its side
                     session.recv_oct += len(data)
                     session.receive_data(data, trio.current_time())
-                    if proto.closing and closing_deadline == math.inf:
-                        closing_deadline = trio.current_time() + CLOSE_OK_TIMEOUT
-                    continue
-                break  # close-ok never came
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+        if closing.cancelled_caught:
+            log.info("connection %s: closing timeout, closing the socket", session.peer)
         proto.connection_lost()
         finished.set()
         wakeup.set()
@@ -252,6 +305,7 @@ class Server:
         self.gate = ReadGate()
         broker.alarms.on_change = self.gate.set_blocked
         self._connections: trio.CancelScope | None = None
+        self._connection_tasks = 0
 
     @property
     def port(self) -> int:
@@ -265,10 +319,12 @@ class Server:
         assert isinstance(transport, trio.SocketListener)
         return int(transport.socket.getsockname()[1])
 
-    async def listen(self, host: str, port: int) -> None:
-        """Bind the listening socket(s), and the amqps ones when the settings name a
-        TLS port; raises OSError (e.g. port in use, unreadable certificate) plainly."""
-        self.listeners = await trio.open_tcp_listeners(port, host=host)
+    async def listen(self, host: str, port: int, more_hosts: Sequence[str] = ()) -> None:
+        """Bind the listening socket(s) on ``host`` and ``more_hosts`` (one port for
+        all), and the amqps ones when the settings name a TLS port; raises OSError
+        (e.g. port in use, unreadable certificate) plainly."""
+        hosts = [host, *more_hosts]
+        self.listeners = await _open_listeners(hosts, port)
         settings = self.broker.settings
         if settings.tls_port is not None:
             if not (settings.tls_cert and settings.tls_key):
@@ -281,7 +337,7 @@ class Server:
             )
             self.tls_listeners = [
                 trio.SSLListener(listener, context, https_compatible=False)
-                for listener in await trio.open_tcp_listeners(settings.tls_port, host=host)
+                for listener in await _open_listeners(hosts, settings.tls_port)
             ]
             log.info("amqps listener on %s:%s", host, self.tls_port)
 
@@ -315,6 +371,13 @@ class Server:
             background.cancel_scope.cancel()
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
+        self._connection_tasks += 1
+        try:
+            await self._serve(stream)
+        finally:
+            self._connection_tasks -= 1
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
         cert_user = None
         if isinstance(stream, trio.SSLStream):
             ok, cert_user = await tls_accept(stream, self.broker.settings.tls_login_from)
@@ -323,14 +386,18 @@ class Server:
                 return
         await handle_connection(self.broker, stream, self.gate, cert_user)
 
-    async def shutdown(self, grace: float = 2.0) -> None:
-        """Stop accepting, close every connection with 320 CONNECTION_FORCED."""
+    async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting, close every connection with 320 CONNECTION_FORCED, and give
+        clients ``grace`` seconds to answer close-ok and close their side (a client
+        still publishing is not reset), then cut those left."""
         if self._accepting is not None:
             self._accepting.cancel()
         for session in list(self.broker.sessions):
             session.force_close()
         with trio.move_on_after(grace):
-            while self.broker.sessions:
+            # Connection tasks, not sessions: a session ends at close-ok, its socket
+            # once the client has closed it.
+            while self._connection_tasks:
                 await trio.sleep(0.01)
         if self._connections is not None:
             self._connections.cancel()

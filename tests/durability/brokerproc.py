@@ -82,6 +82,10 @@ class BrokerProcess:
             cmd += ["--data-dir", self.data_dir]
         if self.sync is not None:
             cmd += ["--sync", self.sync]
+        if not any(a.startswith(("--management-port", "--no-management")) for a in self.args):
+            # Not the default 15672: two suites on one machine (other Pythons, other
+            # checkouts) would collide on it.
+            cmd += ["--management-port", "0"]
         return [*cmd, "--log-level", "warning", *self.args]
 
     def log(self) -> str:

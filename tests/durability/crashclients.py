@@ -99,12 +99,44 @@ def _refused(payload: bytes) -> str | None:
     return None
 
 
-class Publisher(threading.Thread):
+class ClientThread:
+    """A client run on a thread it owns (composition, not a ``threading.Thread``
+    subclass: Thread keeps private attributes of its own, and Python 3.13 added
+    ``_handle``, which a subclass's method of that name broke)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.error: BaseException | None = None  # what ended the client, for the test
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Publisher(ClientThread):
     """Publishes persistent messages to ``queue`` in confirm mode until ``stop`` is set
     or the broker goes away, then reads the confirms that had already arrived."""
 
     def __init__(self, port: int, queue: str, rng: random.Random) -> None:
-        super().__init__(name="crash-publisher", daemon=True)
+        super().__init__("crash-publisher")
         self.port = port
         self.queue = queue
         self.rng = rng
@@ -113,14 +145,7 @@ class Publisher(threading.Thread):
         self.confirmed: set[int] = set()  # publish indexes
         self.nacked: set[int] = set()
         self.refused: str | None = None
-        self.error: BaseException | None = None
         self._lowest_open = 0  # every index below it is settled (acked or nacked)
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # reported by the test
-            self.error = exc
 
     def _run(self) -> None:
         client = rawflow.connect(self.port)
@@ -167,7 +192,7 @@ class Publisher(threading.Thread):
                 self.refused = text
 
 
-class Consumer(threading.Thread):
+class Consumer(ClientThread):
     """Consumes ``queue`` with manual acks until the broker goes away.
 
     ``tx``: acks are sent in transactions, and count as done (``acked``) only once
@@ -176,7 +201,7 @@ class Consumer(threading.Thread):
     """
 
     def __init__(self, port: int, queue: str, rng: random.Random, *, tx: bool) -> None:
-        super().__init__(name="crash-consumer", daemon=True)
+        super().__init__("crash-consumer")
         self.port = port
         self.queue = queue
         self.rng = rng
@@ -188,16 +213,9 @@ class Consumer(threading.Thread):
         self.acked: set[int] = set()  # tx mode: indexes whose commit-ok arrived
         self.requeued = 0
         self.refused: str | None = None
-        self.error: BaseException | None = None
         self._unacked: OrderedDict[int, int] = OrderedDict()  # delivery tag -> index
         self._commits: list[list[int]] = []  # tx mode: acks per commit awaiting commit-ok
         self._deliver: tuple[int, bool] | None = None  # (tag, redelivered) awaiting content
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:
-            self.error = exc
 
     def _run(self) -> None:
         client = rawflow.connect(self.port)

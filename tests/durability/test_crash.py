@@ -79,7 +79,7 @@ def run_until_killed(
         broker.kill()
         publisher.stop.set()
         for thread in (publisher, consumer):
-            if thread.is_alive() or thread.ident is not None:
+            if thread.started():
                 thread.join(JOIN_TIMEOUT)
             assert not thread.is_alive(), f"{thread.name} did not stop"
     for thread in (publisher, consumer):

@@ -337,7 +337,9 @@ def test_cli_serves_management_on_a_free_port(tmp_path: object) -> None:
             if "management API on " in line:
                 url = line.split("management API on ", 1)[1].strip().rstrip("/")
         assert url is not None
-        assert Http(url).get("/api/overview")["product_name"] == "RabbitMQ"
+        overview = Http(url).get("/api/overview")
+        assert overview["product_name"] == "RabbitMQ"
+        assert overview["amqpbroker_version"] == amqpbroker.__version__
     finally:
         proc.terminate()
         proc.wait(10)
