@@ -4,8 +4,8 @@ JSON too malformed or too deep to parse (400), all before anything changes."""
 from __future__ import annotations
 
 import base64
-import json
 import http.client
+import json
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any
