@@ -29,7 +29,11 @@ INTERVAL = 1.0
 # The resident-size safety net (for memory the accounting of broker/memory.py does not
 # see) trips at this multiple of the watermark of growth since start: above the
 # accounted mark, since freed memory that stays resident must not hold the alarm up.
-RSS_SAFETY_FACTOR = 2.0
+RSS_SAFETY_FACTOR = 3.0
+# ... and never below the watermark plus this: under a small watermark the interpreter's
+# own growth (imports, caches, a freed backlog's fragments) would hold the alarm up with
+# nothing held (seen in the soak run: 8 MB of growth under a 4 MB mark).
+RSS_SAFETY_FLOOR = 256 * 1024 * 1024
 
 
 def total_memory() -> int:
@@ -52,7 +56,7 @@ def _resident_growth(limit: int, raised: bool, baseline: int) -> str:
     """The safety net: why the resident size alone calls for the alarm, or "".
     Growth past RSS_SAFETY_FACTOR x the watermark counts only if it is still there
     after malloc gave its free pages back."""
-    mark = int(limit * RSS_SAFETY_FACTOR)
+    mark = max(int(limit * RSS_SAFETY_FACTOR), limit + RSS_SAFETY_FLOOR)
     growth = resident_memory() - baseline
     if not memory.past_mark(growth, mark, raised):
         return ""
