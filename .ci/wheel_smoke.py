@@ -59,7 +59,8 @@ def smoke(artifact: Path, workdir: Path, expected_version: str) -> None:
     env_dir = workdir / artifact.name.replace(".", "_")
     venv.create(env_dir, with_pip=True)
     bindir = env_dir / "bin"
-    run(bindir / "pip", "install", "-q", artifact)
+    # -qq: errors only (a pip config naming local indexes that do not exist warns per package)
+    run(bindir / "pip", "install", "-qq", artifact)
     exe = bindir / "amqpbroker"
     shown = run(exe, "--version", capture_output=True).stdout.strip()
     assert shown == f"amqpbroker {expected_version}", shown

@@ -23,7 +23,13 @@ from . import __version__, cli_security
 from .broker import queue as queue_module
 from .broker.broker import Broker
 from .cli_security import port_number
-from .config import DEFAULT_CONSUMER_TIMEOUT, DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, Settings
+from .config import (
+    DEFAULT_CONSUMER_TIMEOUT,
+    DEFAULT_MANAGEMENT_MAX_BODY_SIZE,
+    DEFAULT_MANAGEMENT_PORT,
+    DEFAULT_PORT,
+    Settings,
+)
 from .server.server import Server
 from .store import StoreError
 from .versions import DEFAULT_VERSION, VERSIONS
@@ -206,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-management", action="store_true", help="do not serve the management API"
     )
     parser.add_argument(
+        "--management-max-body-size",
+        type=_size,
+        default=DEFAULT_MANAGEMENT_MAX_BODY_SIZE,
+        metavar="SIZE",
+        help="refuse management API request bodies larger than this (20MB, as RabbitMQ's "
+        "management.http.max_body_size)",
+    )
+    parser.add_argument(
         "--load-definitions",
         metavar="FILE",
         default=None,
@@ -262,6 +276,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         disk_free_limit=args.disk_free_limit,
         management=not args.no_management,
         management_host=args.management_host,
+        management_max_body_size=args.management_max_body_size,
         management_port=(
             DEFAULT_MANAGEMENT_PORT if args.management_port is None else args.management_port
         ),
@@ -358,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         from .management.context import ManagementContext
         from .management.definitions import DefinitionsError, load_file
 
-        management = ManagementContext(broker)
+        management = ManagementContext(broker, max_body_size=settings.management_max_body_size)
         if settings.load_definitions:
             try:
                 load_file(management, settings.load_definitions)

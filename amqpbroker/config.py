@@ -15,6 +15,8 @@ DEFAULT_HEARTBEAT = 60
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 # Delivery acknowledgement timeout, ms (RabbitMQ 3.10's consumer_timeout: 30 min).
 DEFAULT_CONSUMER_TIMEOUT = 1_800_000
+# RabbitMQ's management plugin's default request body cap, in bytes.
+DEFAULT_MANAGEMENT_MAX_BODY_SIZE = 20_000_000
 # RabbitMQ's management plugin port.
 DEFAULT_MANAGEMENT_PORT = 15672
 
@@ -58,6 +60,9 @@ class Settings:
     management: bool = False
     management_host: str = "127.0.0.1"
     management_port: int = DEFAULT_MANAGEMENT_PORT
+    # Largest request body the API reads (RabbitMQ's management.http.max_body_size,
+    # 20,000,000 bytes by default since its CVE-2023-46118 fix).
+    management_max_body_size: int = DEFAULT_MANAGEMENT_MAX_BODY_SIZE
     # A RabbitMQ definitions file applied at start (vhosts, exchanges, queues...).
     load_definitions: str | None = None
     # amqps (server/tls.py): a listener on this port (None: none; 0: a free one),

@@ -205,7 +205,7 @@ def _management(core: BrokerCore, settings: Settings) -> tuple[ManagementContext
     from .management.definitions import load_file
     from .management.server import bind
 
-    ctx = ManagementContext(core)
+    ctx = ManagementContext(core, max_body_size=settings.management_max_body_size)
     if settings.load_definitions:
         load_file(ctx, settings.load_definitions)
     if not settings.management:

@@ -30,3 +30,18 @@ def test_quick_run_against_our_broker_fills_the_table(tmp_path: Path) -> None:
     assert {entry["scenario"] for entry in summary} == set(SCENARIOS)
     for entry in summary:
         assert entry["amqpbroker"]["median_msgs_per_s"] > 0, entry
+
+
+def test_soak_smoke_run_loses_nothing(tmp_path: Path) -> None:
+    """``python -m benchmarks.soak`` for a few seconds: stalls, alarms and the final
+    count of confirmed messages that never arrived (none)."""
+    command = [
+        sys.executable, "-m", "benchmarks.soak", "--duration", "8", "--no-plot",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (results,) = tmp_path.glob("soak-*.json")
+    report = json.loads(results.read_text())
+    assert report["confirmed"] > 0 and report["lost"] == 0
+    assert len(report["samples"]) >= 7

@@ -62,6 +62,17 @@ class Message:
         return body
 
     @property
+    def footprint(self) -> int:
+        """The bytes of this message's header, content frames and body (when sliced
+        out of them, a copy): what the memory alarm weighs (broker/memory.py)."""
+        size = len(self.header)
+        if self.content is not None:
+            size += len(self.content)
+        if self._body is not None:
+            size += len(self._body)
+        return size
+
+    @property
     def properties(self) -> props.PropertyView:
         view = self._view
         if view is None:

@@ -81,6 +81,14 @@ class Api:
     def may_read(self, vhost: str) -> bool:
         return self.sees_all or users.may_access(self.broker, self.user, vhost)
 
+    def owner_or(self, owner: str | None) -> None:
+        """is_authorized_user, for a connection or channel (``owner`` None: no such
+        object): its own user may read and close it; others need monitoring to read
+        it and administrator to close it (RabbitMQ's rule)."""
+        allowed = self.admin if self.request.method == "DELETE" else self.sees_all
+        if not allowed and owner != self.user:
+            raise ApiError(401, "not_authorised", "User not authorised to access object")
+
     def param(self, name: str) -> str:
         """A path segment, percent-decoded (so ``%2F`` is the vhost ``/``)."""
         return unquote(str(self.request.path_params[name]))
@@ -114,18 +122,75 @@ class Api:
         if store is not None and store.has_pending():
             self.broker.request_commit()
 
+    async def raw_body(self, *, json_only: bool = False) -> bytes:
+        """The request body, read only if it is JSON and not too large.
+
+        415 (empty, as RabbitMQ) for a body whose Content-Type is not JSON, so a
+        browser's cross-site form post (always form-encoded, multipart or
+        text/plain) cannot change anything; ``json_only`` also refuses a body
+        without a Content-Type (RabbitMQ's rule for /api/definitions).  400 when
+        the body passes ``ctx.max_body_size``: by its Content-Length before any of
+        it is read, else as soon as the bytes read pass it."""
+        limit = self.ctx.max_body_size
+        declared = self.request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in self.request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large()
+            if chunk and not chunks:
+                _check_content_type(self.request.headers.get("content-type"), json_only)
+            chunks.append(chunk)
+        if not size:
+            return b""
+        return b"".join(chunks)
+
     async def body(self) -> dict[str, Any]:
         """The JSON object body; an empty body counts as ``{}`` (RabbitMQ's PUTs)."""
-        raw = await self.request.body()
+        raw = await self.raw_body()
         if not raw.strip():
             return {}
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise bad_request("not_json") from None
+        data = parse_json(raw, "not_json")
         if not isinstance(data, dict):
             raise bad_request("not_json")
         return data
+
+
+def parse_json(raw: bytes, reason: str) -> Any:
+    """JSON, or 400 with ``reason``: nesting too deep for the parser counts as
+    malformed (a client error), not as our failure."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise bad_request(reason) from None
+
+
+# Content types a JSON body may carry: application/json, and application/*+json.
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _check_content_type(content_type: str | None, json_only: bool) -> None:
+    if content_type is None:
+        if json_only:
+            raise UnsupportedMediaType()
+        return
+    if not _is_json(content_type):
+        raise UnsupportedMediaType()
+
+
+class UnsupportedMediaType(Exception):
+    """415 with an empty body, as RabbitMQ's web framework (cowboy) answers."""
+
+
+def _too_large() -> ApiError:
+    return bad_request("Exceeded HTTP request body size limit")
 
 
 Handler = Callable[[Api], Awaitable[Any]]
@@ -173,25 +238,59 @@ def _unauthorised(error: ApiError | None = None) -> Response:
     return response
 
 
-def _check_tags(api: Api, admin: bool) -> None:
+def _check_tags(api: Api) -> None:
     if not api.tags & users.MANAGEMENT_TAGS:
         raise ApiError(401, "not_authorised", "Not management user")
-    if admin and users.ADMINISTRATOR not in api.tags:
+
+
+# ------------------------------------------------------------- route rules
+#
+# Who may call a route beyond the management tag every route needs: RabbitMQ's
+# rabbit_mgmt_util:is_authorized* variants, one function each (the vhost rule,
+# is_authorized_vhost, is Api.vhost; the owner rule for connections and channels,
+# is_authorized_user, is Api.owner_or).  tests/management/test_route_rules.py holds
+# every route against a recording of RabbitMQ 3.10.
+Rule = Callable[[Api], None]
+
+
+def any_user(api: Api) -> None:
+    """is_authorized: any user with a management tag."""
+
+
+def administrator(api: Api) -> None:
+    """is_authorized_admin: users, permissions, vhosts, definitions."""
+    if not api.admin:
         raise ApiError(401, "not_authorised", "Not administrator user")
 
 
+def monitor(api: Api) -> None:
+    """is_authorized_monitor: node details."""
+    if not api.sees_all:
+        raise ApiError(401, "not_authorised", "Not monitor user")
+
+
+def policymaker(api: Api) -> None:
+    """is_authorized_policies / _global_parameters (no vhost in the path)."""
+    if not api.tags & users.POLICYMAKER_TAGS:
+        raise ApiError(401, "not_authorised", "User not authorised to access object")
+
+
 def endpoint(
-    ctx: ManagementContext, handler: Handler, admin: bool = False
+    ctx: ManagementContext, handler: Handler, rule: Rule = any_user
 ) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         user = ""
         try:
             user = authenticate(request, ctx)
             api = Api(request, ctx, user)
-            _check_tags(api, admin)
+            _check_tags(api)
+            rule(api)
             result = await handler(api)
         except _Unauthenticated:
             return _unauthorised()
+        except UnsupportedMediaType:
+            log.info("management %s %s by '%s': 415", request.method, request.url.path, user)
+            return Response(status_code=415)
         except ApiError as exc:
             _log_error(request, user, exc)
             return _unauthorised(exc) if exc.status == 401 else exc.response()
@@ -342,24 +441,24 @@ class RouteTable:
     """Routes declared next to their handlers: ``@routes.get("/api/x")``."""
 
     def __init__(self) -> None:
-        self.entries: list[tuple[str, list[str], Handler, bool]] = []
+        self.entries: list[tuple[str, list[str], Handler, Rule]] = []
 
     def add(
-        self, path: str, methods: list[str], *, admin: bool = False
+        self, path: str, methods: list[str], *, rule: Rule = any_user
     ) -> Callable[[Handler], Handler]:
-        """``admin``: only for users tagged administrator (users, vhosts, definitions)."""
+        """``rule``: who may call it besides needing a management tag (see Rule)."""
 
         def register(handler: Handler) -> Handler:
-            self.entries.append((path, methods, handler, admin))
+            self.entries.append((path, methods, handler, rule))
             return handler
 
         return register
 
-    def get(self, path: str, *, admin: bool = False) -> Callable[[Handler], Handler]:
-        return self.add(path, ["GET"], admin=admin)
+    def get(self, path: str, *, rule: Rule = any_user) -> Callable[[Handler], Handler]:
+        return self.add(path, ["GET"], rule=rule)
 
     def build(self, ctx: ManagementContext) -> list[Route]:
         return [
-            Route(path, endpoint(ctx, handler, admin), methods=methods)
-            for path, methods, handler, admin in self.entries
+            Route(path, endpoint(ctx, handler, rule), methods=methods)
+            for path, methods, handler, rule in self.entries
         ]

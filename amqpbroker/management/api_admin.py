@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..broker.vhost import VirtualHost
 from . import definitions, users
-from .api import CREATED, Api, ApiError, RouteTable, bad_request, not_found
+from .api import (
+    CREATED,
+    Api,
+    ApiError,
+    RouteTable,
+    administrator,
+    bad_request,
+    not_found,
+    parse_json,
+    policymaker,
+)
 from .api_overview import message_stats
 from .context import ManagementContext
 from .format import details
@@ -69,12 +78,12 @@ async def list_vhosts(api: Api) -> Any:
     ]
 
 
-@routes.get("/api/vhosts/{vhost}")
+@routes.get("/api/vhosts/{vhost}", rule=administrator)
 async def show_vhost(api: Api) -> Any:
     return vhost_info(api.ctx, api.vhost())
 
 
-@routes.add("/api/vhosts/{vhost}", ["PUT"], admin=True)
+@routes.add("/api/vhosts/{vhost}", ["PUT"], rule=administrator)
 async def put_vhost(api: Api) -> Any:
     name = api.param("vhost")
     body = await api.body()
@@ -99,7 +108,7 @@ async def put_vhost(api: Api) -> Any:
     return None if existed else CREATED
 
 
-@routes.add("/api/vhosts/{vhost}", ["DELETE"], admin=True)
+@routes.add("/api/vhosts/{vhost}", ["DELETE"], rule=administrator)
 async def delete_vhost(api: Api) -> Any:
     host = api.vhost(check_access=False)
     api.broker.delete_vhost(host.name)
@@ -108,7 +117,7 @@ async def delete_vhost(api: Api) -> Any:
     return None
 
 
-@routes.get("/api/vhosts/{vhost}/permissions", admin=True)
+@routes.get("/api/vhosts/{vhost}/permissions", rule=administrator)
 async def vhost_permissions(api: Api) -> Any:
     host = api.vhost()
     return [p for p in users.permissions(api.broker) if p["vhost"] == host.name]
@@ -122,12 +131,12 @@ async def whoami(api: Api) -> Any:
     return {"name": api.user, "tags": users.tags(api.broker, api.user)}
 
 
-@routes.get("/api/users", admin=True)
+@routes.get("/api/users", rule=administrator)
 async def list_users(api: Api) -> Any:
     return [users.user_info(api.broker, n) for n in users.names(api.broker)]
 
 
-@routes.get("/api/users/{user}", admin=True)
+@routes.get("/api/users/{user}", rule=administrator)
 async def show_user(api: Api) -> Any:
     name = api.param("user")
     if not users.exists(api.broker, name):
@@ -135,7 +144,7 @@ async def show_user(api: Api) -> Any:
     return users.user_info(api.broker, name)
 
 
-@routes.add("/api/users/{user}", ["PUT"], admin=True)
+@routes.add("/api/users/{user}", ["PUT"], rule=administrator)
 async def put_user(api: Api) -> Any:
     name = api.param("user")
     body = await api.body()
@@ -159,7 +168,7 @@ async def put_user(api: Api) -> Any:
     return CREATED if created else None
 
 
-@routes.add("/api/users/{user}", ["DELETE"], admin=True)
+@routes.add("/api/users/{user}", ["DELETE"], rule=administrator)
 async def delete_user(api: Api) -> Any:
     name = api.param("user")
     if not users.delete_user(api.broker, name):
@@ -168,7 +177,7 @@ async def delete_user(api: Api) -> Any:
     return None
 
 
-@routes.get("/api/users/{user}/permissions", admin=True)
+@routes.get("/api/users/{user}/permissions", rule=administrator)
 async def user_permissions(api: Api) -> Any:
     name = api.param("user")
     if not users.exists(api.broker, name):
@@ -176,12 +185,12 @@ async def user_permissions(api: Api) -> Any:
     return [p for p in users.permissions(api.broker) if p["user"] == name]
 
 
-@routes.get("/api/permissions", admin=True)
+@routes.get("/api/permissions", rule=administrator)
 async def list_permissions(api: Api) -> Any:
     return users.permissions(api.broker)
 
 
-@routes.get("/api/permissions/{vhost}/{user}", admin=True)
+@routes.get("/api/permissions/{vhost}/{user}", rule=administrator)
 async def show_permission(api: Api) -> Any:
     host = api.vhost()
     name = api.param("user")
@@ -191,7 +200,7 @@ async def show_permission(api: Api) -> Any:
     raise not_found()
 
 
-@routes.add("/api/permissions/{vhost}/{user}", ["PUT"], admin=True)
+@routes.add("/api/permissions/{vhost}/{user}", ["PUT"], rule=administrator)
 async def put_permission(api: Api) -> Any:
     host = api.vhost()
     name = api.param("user")
@@ -209,7 +218,7 @@ async def put_permission(api: Api) -> Any:
     return None if existed else CREATED
 
 
-@routes.add("/api/permissions/{vhost}/{user}", ["DELETE"], admin=True)
+@routes.add("/api/permissions/{vhost}/{user}", ["DELETE"], rule=administrator)
 async def delete_permission(api: Api) -> Any:
     host = api.vhost()
     name = api.param("user")
@@ -234,12 +243,12 @@ async def vhost_policies(api: Api) -> Any:
     return []
 
 
-@routes.get("/api/parameters")
+@routes.get("/api/parameters", rule=policymaker)
 async def parameters(api: Api) -> Any:
     return []
 
 
-@routes.get("/api/global-parameters")
+@routes.get("/api/global-parameters", rule=policymaker)
 async def global_parameters(api: Api) -> Any:
     return []
 
@@ -247,22 +256,18 @@ async def global_parameters(api: Api) -> Any:
 # ------------------------------------------------------------- definitions
 
 
-@routes.get("/api/definitions", admin=True)
+@routes.get("/api/definitions", rule=administrator)
 async def export_all(api: Api) -> Any:
     return definitions.export_all(api.ctx)
 
 
-@routes.get("/api/definitions/{vhost}", admin=True)
+@routes.get("/api/definitions/{vhost}", rule=administrator)
 async def export_vhost(api: Api) -> Any:
     return definitions.export_vhost(api.vhost(), api.ctx.broker.behaviour.full_version)
 
 
 async def _import(api: Api, vhost: str | None) -> Any:
-    raw = await api.request.body()
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise bad_request("failed_to_parse_json") from None
+    data = parse_json(await api.raw_body(json_only=True), "failed_to_parse_json")
     try:
         definitions.import_definitions(api.ctx, data, vhost)
     except definitions.DefinitionsError as exc:
@@ -272,11 +277,11 @@ async def _import(api: Api, vhost: str | None) -> Any:
     return None
 
 
-@routes.add("/api/definitions", ["POST"], admin=True)
+@routes.add("/api/definitions", ["POST"], rule=administrator)
 async def import_all(api: Api) -> Any:
     return await _import(api, None)
 
 
-@routes.add("/api/definitions/{vhost}", ["POST"], admin=True)
+@routes.add("/api/definitions/{vhost}", ["POST"], rule=administrator)
 async def import_vhost(api: Api) -> Any:
     return await _import(api, api.vhost().name)

@@ -38,11 +38,17 @@ def _sessions(api: Api, vhost: str | None = None) -> list[Session]:
 
 
 def _session(api: Api) -> Session:
+    """The connection the path names, if this user may see (or close) it."""
     name = api.param("name")
-    for session in _sessions(api):
-        if api.ctx.connection_name(session.peer) == name:
-            return session
-    raise not_found()
+    found = next((s for s in _everyone(api) if api.ctx.connection_name(s.peer) == name), None)
+    api.owner_or(found.user if found is not None else None)
+    if found is None:
+        raise not_found()
+    return found
+
+
+def _everyone(api: Api) -> list[Session]:
+    return [s for s in api.broker.sessions if s.vhost is not None]
 
 
 @routes.get("/api/connections")
@@ -90,9 +96,12 @@ async def list_vhost_channels(api: Api) -> Any:
 @routes.get("/api/channels/{name}")
 async def show_channel(api: Api) -> Any:
     name = api.param("name")
-    for channel in iter_channels(_sessions(api)):
-        if channel_name(api.ctx, channel) == name:
-            return channel_info(api.ctx, channel)
+    for session in _everyone(api):
+        for channel in iter_channels([session]):
+            if channel_name(api.ctx, channel) == name:
+                api.owner_or(session.user)
+                return channel_info(api.ctx, channel)
+    api.owner_or(None)
     raise not_found()
 
 
@@ -103,5 +112,6 @@ async def list_consumers(api: Api) -> Any:
 
 @routes.get("/api/consumers/{vhost}")
 async def list_vhost_consumers(api: Api) -> Any:
-    host = api.vhost()
+    # RabbitMQ checks no vhost access here: the list is filtered like /api/consumers.
+    host = api.vhost(check_access=False)
     return [consumer_info(api.ctx, c) for c in iter_consumers(_sessions(api, host.name))]

@@ -10,7 +10,7 @@ from .. import errors
 from ..broker.exchanges.base import Exchange
 from ..protocol.method_codec import make_method
 from . import messages
-from .api import CREATED, Api, ApiError, RouteTable, bad_request, flag, not_found
+from .api import CREATED, Api, ApiError, RouteTable, bad_request, flag, from_amqp, not_found
 from .format import exchange_info, iter_bindings
 
 routes = RouteTable()
@@ -107,6 +107,8 @@ async def publish(api: Api) -> Any:
     except messages.BadMessage as exc:
         raise bad_request(str(exc)) from None
     except errors.AMQPError as exc:
+        if exc.reply_code == errors.ACCESS_REFUSED:
+            raise from_amqp(exc) from None
         # RabbitMQ reports the channel error its internal publish got, code included.
         raise ApiError(400, "bad_request", f"{exc.reply_code} {exc.reply_text}") from None
     return {"routed": routed}

@@ -11,8 +11,8 @@ from starlette.responses import JSONResponse
 
 from .. import __version__, errors
 from ..broker import alarms
-from . import messages
-from .api import Api, RouteTable, bad_request, not_found
+from . import messages, users
+from .api import Api, ApiError, RouteTable, bad_request, monitor, not_found
 from .context import ERLANG_VERSION, ManagementContext
 from .format import details
 from .totals import Snapshot, snapshot
@@ -204,12 +204,12 @@ def _rss() -> int:
         return 0
 
 
-@routes.get("/api/nodes")
+@routes.get("/api/nodes", rule=monitor)
 async def nodes(api: Api) -> Any:
     return [_node(api.ctx)]
 
 
-@routes.get("/api/nodes/{node}")
+@routes.get("/api/nodes/{node}", rule=monitor)
 async def node(api: Api) -> Any:
     if api.param("node") != api.ctx.node:
         raise not_found()
@@ -292,6 +292,9 @@ async def certificate_check(api: Api) -> Any:
 async def aliveness(api: Api) -> Any:
     """As RabbitMQ: declare ``aliveness-test``, publish to it and get it back."""
     host = api.vhost()
+    if not users.may_access(api.broker, api.user, host.name):
+        # RabbitMQ's test opens a connection as the user, refused without permissions.
+        raise ApiError(401, "not_authorised", "Access refused.")
     try:
         host.declare_queue(ALIVENESS_QUEUE, owner=None)
         messages.publish(api.ctx, host, api.user, "", ALIVENESS_QUEUE, b"test_message", {})

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..config import DEFAULT_MANAGEMENT_MAX_BODY_SIZE
 from .totals import Rates
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class ManagementContext:
     # What the broker has no place for yet: vhost descriptions and tags (this run only).
     vhost_meta: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     rates: Rates = attrs.field(factory=Rates)
+    # Request bodies above this many bytes are refused unread (Api.raw_body).
+    max_body_size: int = DEFAULT_MANAGEMENT_MAX_BODY_SIZE
 
     def vhost(self, name: str) -> VirtualHost | None:
         return self.broker.vhosts.get(name)

@@ -20,6 +20,8 @@ ADMINISTRATOR = "administrator"
 MONITORING = "monitoring"
 # Tags that open the API at all (RabbitMQ: management and everything above it).
 MANAGEMENT_TAGS = frozenset({"management", "policymaker", MONITORING, ADMINISTRATOR})
+# Tags that may read policies and parameters.
+POLICYMAKER_TAGS = frozenset({"policymaker", ADMINISTRATOR})
 
 
 class UserError(ValueError):

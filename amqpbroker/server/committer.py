@@ -22,18 +22,26 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
 from ..broker import alarms
 from ..broker.broker import Broker
 from ..store.base import StoreError
 
+if TYPE_CHECKING:
+    from ..store.sqlite import SQLiteStore
+
 log = logging.getLogger("amqpbroker.store")
 
 # Pause before retrying a failed commit, doubling up to the maximum.
 RETRY_MIN = 0.05
 RETRY_MAX = 5.0
+# How often, at most, the disk work after a commit runs (a vacuum while the disk alarm
+# is up, taking the reserve back after): seconds.
+RECLAIM_INTERVAL = 1.0
 # The commit thread needs the GIL twice a commit (to take its job, and when the COMMIT
 # returns), and while the event loop runs Python it gets it only when the interpreter's
 # switch interval (5 ms by default) forces the loop to let go: up to 10 ms added to every
@@ -92,6 +100,49 @@ class CommitThread:
         self._jobs.put(None)
 
 
+@attrs.define
+class _SpaceWork:
+    """When the disk work after a commit last ran (trio time)."""
+
+    last: float = -RECLAIM_INTERVAL
+
+
+def _space_unsettled(broker: Broker, store: SQLiteStore) -> bool:
+    """Whether there is disk work to do: the disk alarm is up, or the reserve is out."""
+    return broker.disk_low or alarms.DISK in broker.alarms.raised or not store.reserve.held
+
+
+def _room_for_reserve(broker: Broker, store: SQLiteStore) -> bool:
+    """Whether taking the reserve back leaves the free-space limit free: a reserve
+    taken on a disk that just had room for one commit would fill it again."""
+    from .monitor import disk_free
+
+    free = disk_free(store.data_dir)
+    return free is not None and free - store.reserve.shortfall >= broker.settings.disk_free_limit
+
+
+async def _look_after_disk(
+    broker: Broker, store: SQLiteStore, thread: CommitThread, space: _SpaceWork
+) -> None:
+    """While the disk alarm is up, give the space of what was acked back to the
+    filesystem (so it can clear); once it is down, take the reserve again.  At most
+    once per RECLAIM_INTERVAL, on the commit thread (a vacuum can take a while)."""
+    if not _space_unsettled(broker, store):
+        return
+    alarm = broker.disk_low or alarms.DISK in broker.alarms.raised
+    now = trio.current_time()
+    if now - space.last < RECLAIM_INTERVAL:
+        return
+    space.last = now
+    try:
+        if alarm:
+            await thread.run(store.reclaim)
+        elif _room_for_reserve(broker, store):
+            await thread.run(store.reserve.take)
+    except StoreError as exc:
+        log.warning("could not give disk space back yet: %s", exc)
+
+
 async def run_committer(
     broker: Broker, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -107,13 +158,22 @@ async def run_committer(
 
     sqlite_store = store if isinstance(store, SQLiteStore) else None
     thread = CommitThread("commit")
+    space = _SpaceWork()
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL))
     task_status.started()
     retry = RETRY_MIN
     try:
         while True:
-            await wakeup.wait()
+            if sqlite_store is not None and _space_unsettled(broker, sqlite_store):
+                # The disk work must not wait for the next commit (a drained queue has none).
+                with trio.move_on_after(RECLAIM_INTERVAL):
+                    await wakeup.wait()
+                if not wakeup.is_set():
+                    await _look_after_disk(broker, sqlite_store, thread, space)
+                    continue
+            else:
+                await wakeup.wait()
             # Let the tasks already runnable go first: writers send the deliveries of what
             # was just published before this batch's write holds the loop for a few ms, so
             # the acks come back sooner and more enqueue/remove pairs cancel out in the next
@@ -127,11 +187,22 @@ async def run_committer(
                 elif sqlite_store.write_batch():
                     await thread.run(sqlite_store.sync_batch)
             except StoreError as exc:
-                log.error("commit failed, confirms held, retrying in %.2f s: %s", retry, exc)
                 broker.restore_commit_batch(batch)
                 # Stop taking publishes until the store works again (disk full, I/O error).
                 broker.commit_failing = True
                 broker.alarms.raise_alarm(alarms.DISK)
+                if sqlite_store is not None:
+                    # The alarm clears when the monitor next finds the free-space limit
+                    # and the reserve's room free, not with the next commit that fits:
+                    # publishers let in by a commit that just fit would fill the disk
+                    # again, and then not even acks could be recorded.
+                    broker.disk_low = True
+                if sqlite_store is not None and sqlite_store.reserve.release():
+                    # Room for this batch's acks: retry at once (store/reserve.py).
+                    log.error("commit failed, confirms held, disk reserve released: %s", exc)
+                    wakeup.set()
+                    continue
+                log.error("commit failed, confirms held, retrying in %.2f s: %s", retry, exc)
                 await trio.sleep(retry)
                 retry = min(retry * 2, RETRY_MAX)
                 wakeup.set()
@@ -143,6 +214,8 @@ async def run_committer(
                     log.warning("store commits again; disk alarm cleared")
                     broker.alarms.clear_alarm(alarms.DISK)
             broker.finish_commit(batch)
+            if sqlite_store is not None:
+                await _look_after_disk(broker, sqlite_store, thread, space)
             if store.has_pending() or broker.commit_channels or broker.commit_callbacks:
                 wakeup.set()
     finally:

@@ -293,6 +293,12 @@ class Store(abc.ABC):
     def has_pending(self) -> bool:
         """Whether message operations are buffered and not yet taken by a commit."""
 
+    @abc.abstractmethod
+    def pending_bytes(self) -> int:
+        """The memory the buffered operations hold: at least the header and body bytes of
+        every buffered enqueue; 0 when nothing is buffered. Read once a second by the
+        memory alarm, never on a message's path."""
+
     # -- reading: committed data only -----------------------------------------------------------
 
     @abc.abstractmethod

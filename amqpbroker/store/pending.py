@@ -24,6 +24,9 @@ PURGE: Final = 3
 
 # (kind, queue_id, seq, record): record is set for ENQUEUE only, seq is 0 for PURGE.
 Op = tuple[int, int, int, MessageRecord | None]
+# What one buffered operation costs beyond its record's header and body: the tuple
+# (72 bytes), a MessageRecord (~100) and a list slot, rounded up.
+OP_OVERHEAD = 192
 
 
 class PendingOps:
@@ -52,6 +55,16 @@ class PendingOps:
     def clear(self) -> None:
         self._ops.clear()
 
+    def held_bytes(self) -> int:
+        """The memory the buffered operations hold (for the memory alarm: called once
+        a second, not per operation; a snapshot, since a commit may take some)."""
+        total = 0
+        for _kind, _queue, _seq, rec in self._ops[:]:
+            total += OP_OVERHEAD
+            if rec is not None:
+                total += len(rec.header) + len(rec.body)
+        return total
+
     def __bool__(self) -> bool:
         # Reading a list's length is atomic under the GIL; no lock needed for a snapshot.
         return bool(self._ops)
@@ -76,6 +89,10 @@ class BufferedMessages:
 
     def purge(self, queue_id: int, from_seq: int = 0) -> None:
         self._pending.add((PURGE, queue_id, from_seq, None))
+
+    def pending_bytes(self) -> int:
+        """Memory held by operations waiting for a commit (PendingOps.held_bytes)."""
+        return self._pending.held_bytes()
 
     def has_pending(self) -> bool:
         return bool(self._pending)

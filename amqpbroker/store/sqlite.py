@@ -43,6 +43,7 @@ from amqpbroker.store.datadir import (
     startup_error,
 )
 from amqpbroker.store.pending import BufferedMessages, Op, PendingOps
+from amqpbroker.store.reserve import DiskReserve
 from amqpbroker.store.sqlite_batch import DELETE_QUEUE_MESSAGES, NetEffect
 from amqpbroker.store.stored_arguments import decode_arguments, encode_arguments
 
@@ -56,6 +57,8 @@ FULL_CHECK_MAX_BYTES: Final = 256 * 2**20
 BUSY_TIMEOUT_MS: Final = 5000
 # WAL files keep their size after a checkpoint; trim back to this after a burst.
 JOURNAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
+# Pages an incremental vacuum step frees before a checkpoint (4 MB with 4 KB pages).
+RECLAIM_PAGES: Final = 1024
 
 # -- messages: reads (the writes are in sqlite_batch.py) ---------------------------------
 SELECT_MESSAGES: Final = (
@@ -175,6 +178,8 @@ class SQLiteStore(BufferedMessages, Store):
         self._state = "new"
         # Opened by amqpbroker ctl: leave the run's clean-shutdown flag as it is.
         self._admin = False
+        # Room kept for committing acks on a full disk (store/reserve.py).
+        self.reserve = DiskReserve(self.data_dir)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.data_dir)!r}, sync={self.sync!r}, {self._state})"
@@ -196,6 +201,8 @@ class SQLiteStore(BufferedMessages, Store):
                 raise
             self._conn, self._dir_lock, self._state = conn, dir_lock, "open"
             self._admin = admin
+            if not admin:
+                self.reserve.take()
             try:
                 with self._transaction_locked() as tx:
                     if not admin:
@@ -276,6 +283,9 @@ class SQLiteStore(BufferedMessages, Store):
             raise startup_error(self.data_dir, f"{self.db_path}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # Pages freed by acked messages can be given back (reclaim()); takes effect
+            # only in a database without tables yet, i.e. a new one.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {SYNC_MODES[self.sync]}")
             conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
@@ -529,6 +539,25 @@ class SQLiteStore(BufferedMessages, Store):
                 raise StoreError(f"commit to {self.db_path} failed: {exc}") from exc
             raise
         self._db_lock.release()
+
+    def reclaim(self) -> None:
+        """Give disk space back to the filesystem: the WAL, checkpointed and truncated to
+        nothing, and the database's free pages (those of deleted messages, in a database
+        made with auto_vacuum), RECLAIM_PAGES at a time with a checkpoint after each, so
+        on a full disk the WAL the vacuum writes never needs more room than the last
+        step gave back.  For the disk alarm, once queues drain.  Raises ``StoreError``
+        if SQLite fails (what was given back by then stays given back)."""
+        with self._db_lock:
+            conn = self._check_open()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                while conn.execute("PRAGMA freelist_count").fetchone()[0]:
+                    # As a script: sqlite3's execute() steps this pragma once, which
+                    # frees nothing (measured: 10,062 free pages before and after).
+                    conn.executescript(f"PRAGMA incremental_vacuum({RECLAIM_PAGES});")
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"reclaiming space in {self.db_path} failed: {exc}") from exc
 
     def abort_batch(self) -> None:
         """Roll back a batch that ``write_batch()`` wrote and ``sync_batch()`` never ran for

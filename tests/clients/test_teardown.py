@@ -185,3 +185,35 @@ def test_pika_publishing_while_the_broker_stops_sees_320_not_a_reset() -> None:
     closed = outcome[0]
     assert isinstance(closed, pika.exceptions.ConnectionClosedByBroker), repr(closed)
     assert closed.reply_code == 320
+
+
+def test_a_peer_that_stops_reading_is_closed_on_after_the_closing_timeout() -> None:
+    """Our connection.close stuck behind deliveries the client does not read: the closing
+    timeout (1 s with heartbeat 1) still runs, and the connection is gone in seconds
+    (then the writer's final flush is bounded too), not kept until the broker stops."""
+    with amqpbroker.Broker() as broker:
+        conn = connect(broker.url)
+        ch = conn.channel()
+        queue = new_queue(ch)
+        for _ in range(3000):  # 12 MB: more than both sides' socket buffers
+            ch.basic_publish("", queue, b"x" * 4096)
+        conn.close()
+        assert broker.core is not None
+        core = broker.core
+
+        def connections() -> int:
+            return broker.call(lambda: len(core.sessions))
+
+        with RawClient.for_url(broker.url, timeout=TIMEOUT) as client:
+            # A small receive window, so the deliveries stop in our writer's send.
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.handshake(vhost=parse_url(broker.url)[2], heartbeat=1)
+            client.open_channel(1)
+            client.send(commands.Basic.Consume(queue=queue, no_ack=True), 1)
+            # A connection error (503, channel.open on channel 0) while deliveries fill
+            # the socket; from now on the client neither reads nor writes.
+            client.send(commands.Channel.Open(), 0)
+            deadline = time.monotonic() + 15
+            while connections() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert connections() == 0

@@ -354,6 +354,19 @@ def test_non_durable_entities_do_not_survive_restart(backend: Backend, store: St
 # -- messages ------------------------------------------------------------------------------
 
 
+def test_pending_bytes_count_buffered_messages_until_commit(store: Store) -> None:
+    q = store.put_queue("/", "q", True, False, {})
+    store.commit()
+    assert store.pending_bytes() == 0
+    store.enqueue(q, msg(1, b"x" * 5000))
+    with_one = store.pending_bytes()
+    assert with_one >= 5000
+    store.enqueue(q, msg(2, b"y" * 5000))
+    assert store.pending_bytes() >= with_one + 5000
+    store.commit()
+    assert store.pending_bytes() == 0
+
+
 def test_buffered_operations_are_invisible_until_commit(store: Store) -> None:
     q = store.put_queue("/", "q", True, False, {})
     assert store.commit() == 0
