@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["Broker", "__version__", "open_broker"]
+__all__ = ["Broker", "ManualClock", "__version__", "open_broker"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from . import embed
 
         return getattr(embed, name)
+    if name == "ManualClock":
+        from .broker.timers import ManualClock
+
+        return ManualClock
     raise AttributeError(name)

@@ -18,9 +18,10 @@ collect_ignore = ["example_project"]
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[amqpbroker.Broker]:
-    with amqpbroker.Broker() as running:
-        yield running
+def broker(amqp_broker: object) -> amqpbroker.Broker:
+    """The plugin's embedded broker (one per session), so ``amqp_clock`` drives it."""
+    assert isinstance(amqp_broker, amqpbroker.Broker), "the suite runs on its own broker"
+    return amqp_broker
 
 
 @pytest.fixture

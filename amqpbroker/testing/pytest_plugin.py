@@ -17,6 +17,13 @@ in any suite of the environment:
     bindings and messages without consuming them, the messages published to an
     exchange, and ``wait_for_*``.  Needs the embedded broker; the test is skipped
     when the suite runs against an external one.
+``amqp_clock``
+    The broker's clock, frozen for this test: ``amqp_clock.advance(seconds)``
+    moves broker time and runs what falls due (message and queue TTLs,
+    ``x-expires``, consumer timeouts), in order, before it returns.  Heartbeats
+    stay on real time.  After the test the clock follows real time again, ahead by
+    what the test advanced (broker time never goes back).  Needs the embedded
+    broker (skipped against an external one).
 
 Run the same tests against another broker, e.g. a real RabbitMQ::
 
@@ -48,6 +55,7 @@ from typing import TYPE_CHECKING, Union
 import pytest
 
 if TYPE_CHECKING:
+    from ..broker.timers import ManualClock
     from ..embed import Broker
     from .external import ExternalBroker
     from .helpers import BrokerInspector
@@ -120,9 +128,11 @@ def amqp_broker(request: pytest.FixtureRequest) -> Iterator[AnyBroker]:
     """
     url, management = _external_urls(request.config)
     if url is None:
+        from ..broker.timers import ManualClock
         from ..embed import Broker
 
-        with Broker() as embedded:
+        # Real time until a test takes amqp_clock (see there).
+        with Broker(clock=ManualClock(frozen=False)) as embedded:
             yield embedded
         return
     from .external import ExternalBroker
@@ -203,3 +213,31 @@ def amqp_inspector(amqp_broker: AnyBroker, amqp_vhost: str) -> Iterator[BrokerIn
 
     with BrokerInspector(amqp_broker, amqp_vhost) as inspector:
         yield inspector
+
+
+@pytest.fixture
+def amqp_clock(amqp_broker: AnyBroker) -> Iterator[ManualClock]:
+    """The embedded broker's :class:`~amqpbroker.ManualClock`, frozen for this test:
+    ``advance(seconds)`` moves broker time and runs what falls due before returning.
+
+    Error handling: skips the test against an external broker (RabbitMQ's clock is
+    its own); errors it when ``amqp_broker`` was overridden with a broker that has
+    no ManualClock.
+    Resource handling: the clock follows real time again after the test.
+    """
+    from ..broker.timers import ManualClock
+    from .external import ExternalBroker
+
+    if isinstance(amqp_broker, ExternalBroker):
+        pytest.skip("amqp_clock drives the embedded broker's time; --amqp-url is set")
+    clock = amqp_broker.clock
+    if not isinstance(clock, ManualClock):
+        raise pytest.UsageError(
+            "amqp_clock needs a broker started with clock=amqpbroker.ManualClock(); "
+            f"amqp_broker has {clock!r}"
+        )
+    clock.freeze()
+    try:
+        yield clock
+    finally:
+        clock.unfreeze()

@@ -6,7 +6,6 @@ RabbitMQ 3.10.8 with the same client calls; wirekit shows the raw table.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from unittest.mock import ANY
 
@@ -15,6 +14,9 @@ import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pikakit import new_queue
 from wirekit import entries, properties_of, record_wire, wire
+
+from amqpbroker import ManualClock
+from amqpbroker.testing import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,14 +43,14 @@ def dead_letter_setup(ch: BlockingChannel, kind: str = "fanout", key: str = "") 
 
 
 def get(ch: BlockingChannel, queue: str) -> tuple[Any, Any, bytes]:
-    deadline = time.monotonic() + 5
-    while True:
+    """The next message in ``queue``, waiting (bounded) for it to arrive there."""
+
+    def fetched() -> tuple[Any, Any, bytes]:
         method, properties, body = ch.basic_get(queue, auto_ack=True)
-        if method is not None:
-            return method, properties, body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"nothing arrived in {queue}")
-        time.sleep(0.02)
+        assert method is not None, f"nothing arrived in {queue}"
+        return method, properties, body
+
+    return eventually(fetched)
 
 
 def reject(ch: BlockingChannel, queue: str, requeue: bool = False) -> None:
@@ -68,7 +70,9 @@ def first_death(reason: str, queue: str, exchange: str = "") -> list[tuple[str, 
 # ------------------------------------------------------------------- x-death
 
 
-def test_rejected_message_carries_x_death_as_rabbitmq_builds_it(ch: BlockingChannel) -> None:
+def test_rejected_message_carries_x_death_as_rabbitmq_builds_it(
+    ch: BlockingChannel, amqp_clock: ManualClock
+) -> None:
     dlx, dead = dead_letter_setup(ch)
     src = new_queue(ch, arguments={"x-dead-letter-exchange": dlx})
     ch.basic_publish(
@@ -80,7 +84,6 @@ def test_rejected_message_carries_x_death_as_rabbitmq_builds_it(ch: BlockingChan
         ),
     )
     reject(ch, src)
-    before = int(time.time())
     method, properties, body = get(ch, dead)
     assert (method.exchange, method.routing_key, method.redelivered, body) == (
         dlx,
@@ -115,13 +118,15 @@ def test_rejected_message_carries_x_death_as_rabbitmq_builds_it(ch: BlockingChan
         *first_death("rejected", src),
     ]
     death = entries(entries(wire(properties))["x-death"][1][0][1])
-    assert abs(death["time"][1] - before) <= 2  # seconds since the epoch
+    assert death["time"][1] == int(amqp_clock())  # seconds since the epoch, broker time
     # expiration moved into x-death; the other properties are untouched.
     full = properties_of(properties)
     assert (full.expiration, full.delivery_mode, full.priority) == (None, 2, 3)
 
 
-def test_same_queue_and_reason_again_increments_the_entry(ch: BlockingChannel) -> None:
+def test_same_queue_and_reason_again_increments_the_entry(
+    ch: BlockingChannel, amqp_clock: ManualClock
+) -> None:
     dlx, dead = dead_letter_setup(ch, "topic", "#")
     src = new_queue(
         ch, arguments={"x-dead-letter-exchange": dlx, "x-dead-letter-routing-key": "dl"}
@@ -133,9 +138,7 @@ def test_same_queue_and_reason_again_increments_the_entry(ch: BlockingChannel) -
     _m, first, body = get(ch, dead)
     first_time = entries(entries(wire(first))["x-death"][1][0][1])["time"]
     # A later second: the second death's time would differ if it were used.
-    start = int(time.time())
-    while int(time.time()) == start:
-        time.sleep(0.01)
+    amqp_clock.advance(1)
     # Back in through another key, with another expiration, rejected again.
     ch.basic_publish(
         "amq.direct", "k4", body, pika.BasicProperties(headers=first.headers, expiration="70000")
@@ -288,7 +291,7 @@ def test_requeued_rejects_are_not_dead_lettered(ch: BlockingChannel) -> None:
 # -------------------------------------------------------------------- cycles
 
 
-def test_an_automatic_cycle_drops_the_message(ch: BlockingChannel) -> None:
+def test_an_automatic_cycle_drops_the_message(ch: BlockingChannel, amqp_clock: ManualClock) -> None:
     # Expired messages dead-lettered back to their own queue would loop forever.
     src = new_queue(ch)
     ch.queue_delete(src)
@@ -301,7 +304,9 @@ def test_an_automatic_cycle_drops_the_message(ch: BlockingChannel) -> None:
         },
     )
     ch.basic_publish("", src, b"m")
-    time.sleep(0.4)
+    amqp_clock.advance(0.05)  # expired: dead-lettered to src itself, and dropped there
+    assert ch.queue_declare(src, passive=True).method.message_count == 0
+    amqp_clock.advance(3600)  # nothing comes back later either
     assert ch.queue_declare(src, passive=True).method.message_count == 0
 
 
@@ -320,12 +325,12 @@ def test_a_cycle_through_a_reject_is_allowed(ch: BlockingChannel) -> None:
     assert (death["count"], death["reason"]) == (("l", 2), ("S", "rejected"))
 
 
-def test_only_the_cycling_queue_misses_out(ch: BlockingChannel) -> None:
+def test_only_the_cycling_queue_misses_out(ch: BlockingChannel, amqp_clock: ManualClock) -> None:
     dlx, other = dead_letter_setup(ch)
     src = new_queue(ch, arguments={"x-message-ttl": 50, "x-dead-letter-exchange": dlx})
     ch.queue_bind(src, dlx)  # the DLX routes back to src and to the other queue
     ch.basic_publish("", src, b"m")
+    amqp_clock.advance(0.05)
     _m, _p, body = get(ch, other)
     assert body == b"m"
-    time.sleep(0.2)
     assert ch.queue_declare(src, passive=True).method.message_count == 0

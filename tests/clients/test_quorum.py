@@ -136,8 +136,17 @@ def test_quorum_declare_rules(
         {"x-ha-policy": "all", "x-custom": 1},  # unknown to every type: accepted
     ],
 )
-def test_quorum_declare_accepts(ch: BlockingChannel, arguments: dict[str, Any]) -> None:
+def test_quorum_declare_accepts(
+    ch: BlockingChannel, conn: BlockingConnection, vhost: str, arguments: dict[str, Any]
+) -> None:
     queue = new_queue(ch, durable=True, arguments={**QUORUM, **arguments})
+    ok = ch.queue_declare(queue, passive=True).method
+    assert (ok.queue, ok.message_count, ok.consumer_count) == (queue, 0, 0)
+    # It is a quorum queue: declaring it as a classic one is refused (RabbitMQ 3.10's text).
+    assert refusal(conn, queue, durable=True, arguments=arguments) == (
+        f"PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '{queue}' in vhost "
+        f"'{vhost}': received none but current is the value 'quorum' of type 'longstr'"
+    )
     ch.queue_delete(queue)
 
 
@@ -370,7 +379,8 @@ def test_global_qos_is_not_supported(conn: BlockingConnection, quorum: str, vhos
 
 
 def test_exclusive_consumers_are_not_enforced(conn: BlockingConnection, quorum: str) -> None:
-    # RabbitMQ 3.10's quorum queues accept both orders.
+    # RabbitMQ 3.10's quorum queues accept both orders: all three are consumers.
     conn.channel().basic_consume(quorum, Inbox())
     conn.channel().basic_consume(quorum, Inbox(), exclusive=True)
     conn.channel().basic_consume(quorum, Inbox())
+    assert conn.channel().queue_declare(quorum, passive=True).method.consumer_count == 3
