@@ -12,11 +12,11 @@ from unittest.mock import ANY
 import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pikakit import get_eventually as get
 from pikakit import new_queue
 from wirekit import entries, properties_of, record_wire, wire
 
 from amqpbroker import ManualClock
-from amqpbroker.testing import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,17 +40,6 @@ def dead_letter_setup(ch: BlockingChannel, kind: str = "fanout", key: str = "") 
     dead = new_queue(ch)
     ch.queue_bind(dead, dlx, key)
     return dlx, dead
-
-
-def get(ch: BlockingChannel, queue: str) -> tuple[Any, Any, bytes]:
-    """The next message in ``queue``, waiting (bounded) for it to arrive there."""
-
-    def fetched() -> tuple[Any, Any, bytes]:
-        method, properties, body = ch.basic_get(queue, auto_ack=True)
-        assert method is not None, f"nothing arrived in {queue}"
-        return method, properties, body
-
-    return eventually(fetched)
 
 
 def reject(ch: BlockingChannel, queue: str, requeue: bool = False) -> None:

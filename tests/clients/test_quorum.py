@@ -8,7 +8,6 @@ streams: RabbitMQ 3.10 has them, this broker does not, and refuses them with the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, NackError
-from pikakit import Inbox, new_queue, wait_until
+from pikakit import Inbox, get_eventually, new_queue, wait_until
 from wirekit import entries, record_wire, wire
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,18 +37,6 @@ def refusal(conn: BlockingConnection, queue: str, **kwargs: Any) -> str:
         channel.queue_declare(queue, **kwargs)
     assert info.value.reply_code == 406
     return str(info.value.reply_text)
-
-
-def get_eventually(ch: BlockingChannel, queue: str) -> tuple[Any, Any, bytes]:
-    """basic.get until something is there (RabbitMQ's quorum queues dead-letter
-    asynchronously; this broker at once)."""
-    deadline = time.monotonic() + 5
-    while True:
-        method, properties, body = ch.basic_get(queue, auto_ack=True)
-        if method is not None:
-            return method, properties, body
-        assert time.monotonic() < deadline, f"nothing arrived in {queue}"
-        time.sleep(0.02)
 
 
 def bodies(ch: BlockingChannel, queue: str) -> list[bytes]:
