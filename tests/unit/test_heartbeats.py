@@ -13,29 +13,29 @@ from pamqp import commands
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.session import Session
 from amqpbroker.config import Settings
-from amqpbroker.protocol import frames
+from amqpbroker.protocol import framing, method_codec
 
 INTERVAL = 10  # seconds, as negotiated in tune-ok
 
 
 def _method(method: object) -> bytes:
-    return frames.encode_method(0, method)  # type: ignore[arg-type]
+    return method_codec.encode_method(0, method)  # type: ignore[arg-type]
 
 
 def _open(now: float) -> Session:
     broker = Broker(Settings(consumer_timeout=0))
     session = Session(broker, "127.0.0.1:1", now=now)
-    session.receive_data(frames.PROTOCOL_HEADER, now)
-    start_ok = frames.make_method(
+    session.receive_data(framing.PROTOCOL_HEADER, now)
+    start_ok = method_codec.make_method(
         commands.Connection.StartOk, mechanism="PLAIN", response="\0guest\0guest", locale="en_US"
     )
     session.receive_data(_method(start_ok), now)
-    tune_ok = frames.make_method(
+    tune_ok = method_codec.make_method(
         commands.Connection.TuneOk, channel_max=2047, frame_max=131072, heartbeat=INTERVAL
     )
     session.receive_data(_method(tune_ok), now)
     session.receive_data(
-        _method(frames.make_method(commands.Connection.Open, virtual_host="/")), now
+        _method(method_codec.make_method(commands.Connection.Open, virtual_host="/")), now
     )
     session.proto.take_output()
     session.proto.mark_sent(now)
@@ -47,7 +47,7 @@ def test_a_heartbeat_goes_out_after_half_an_interval_of_silence() -> None:
     assert proto.tick(104.9)
     assert proto.take_output() == b""
     assert proto.tick(105.0)
-    assert proto.take_output() == frames.HEARTBEAT_FRAME
+    assert proto.take_output() == framing.HEARTBEAT_FRAME
     proto.mark_sent(105.0)
     assert proto.tick(109.9)
     assert proto.take_output() == b""
@@ -62,6 +62,6 @@ def test_a_peer_silent_for_two_intervals_is_dropped() -> None:
 
 def test_anything_the_peer_sends_counts_as_alive() -> None:
     session = _open(now=100.0)
-    session.receive_data(frames.HEARTBEAT_FRAME, 115.0)
+    session.receive_data(framing.HEARTBEAT_FRAME, 115.0)
     assert session.proto.tick(135.0)
     assert not session.proto.tick(135.001)
