@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # Type checkers (ours and users', through py.typed) see the real classes; at run
     # time __getattr__ below imports them on first use.
+    from .broker.timers import ManualClock
     from .embed import Broker, open_broker
 
 __version__ = "0.1.0"
