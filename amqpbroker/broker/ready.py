@@ -85,9 +85,17 @@ class PriorityReady:
             yield from level
 
     def __getitem__(self, index: int) -> QueuedMessage:
-        if index != 0:
-            raise IndexError("a priority ready list only exposes its head")
-        return self._top()[0]
+        """The message ``index`` places from the head, in delivery order (the head
+        in O(levels); the management API samples the first thousand of a long one)."""
+        if index < 0:
+            index += self._count
+        if index == 0:
+            return self._top()[0]
+        for level in reversed(self._levels):
+            if 0 <= index < len(level):
+                return level[index]
+            index -= len(level)
+        raise IndexError("priority ready list index out of range")
 
     def _top(self) -> deque[QueuedMessage]:
         for level in reversed(self._levels):
