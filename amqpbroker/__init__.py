@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # Type checkers (ours and users', through py.typed) see the real classes; at run
     # time __getattr__ below imports them on first use.
+    from .broker.timers import ManualClock
     from .embed import Broker, open_broker
 
 __version__ = "0.1.0"
 
-__all__ = ["Broker", "__version__", "open_broker"]
+__all__ = ["Broker", "ManualClock", "__version__", "open_broker"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from . import embed
 
         return getattr(embed, name)
+    if name == "ManualClock":
+        from .broker.timers import ManualClock
+
+        return ManualClock
     raise AttributeError(name)

@@ -11,6 +11,10 @@ Trio code can run the broker in its own nursery instead::
     async with amqpbroker.open_broker() as broker:
         ...
 
+Broker time can be driven by the test: ``Broker(clock=amqpbroker.ManualClock())``
+and ``broker.clock.advance(1800)`` runs the TTLs, ``x-expires`` and consumer
+timeouts of half an hour at once (heartbeats stay on real time).
+
 Resource handling: the thread (or the nursery task) lives exactly as long as the
 ``with`` block; leaving it closes client connections with 320 CONNECTION_FORCED
 and joins the thread.
@@ -29,6 +33,7 @@ import attrs
 import trio
 
 from .broker.broker import Broker as BrokerCore
+from .broker.timers import ManualClock
 from .config import Settings
 from .server.server import Server
 
@@ -51,10 +56,21 @@ def _url(host: str, port: int, vhost: str = "/") -> str:
 
 
 class Broker:
-    """A broker on a background thread; in-memory storage unless ``data_dir`` is given."""
+    """A broker on a background thread; in-memory storage unless ``data_dir`` is given.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **settings: Any) -> None:
+    ``clock``: the broker's time (wall-clock time by default); a
+    :class:`~amqpbroker.ManualClock` lets the caller move it with ``advance``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clock: Callable[[], float] | None = None,
+        **settings: Any,
+    ) -> None:
         settings.setdefault("data_dir", ":memory:")
+        self.clock = clock
         # management=True serves the management API, on a free port unless given.
         settings.setdefault("management_port", 0)
         self.settings = Settings(host=host, port=port, **settings)
@@ -95,15 +111,24 @@ class Broker:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
         try:
-            core = BrokerCore.open(self.settings)
+            core = BrokerCore.open(self.settings, clock=self.clock)
         except Exception as exc:  # StoreError: reported to the caller of start()
             self._error = exc
             self._ready.set()
             return
+        if isinstance(self.clock, ManualClock):
+            self.clock.bind(core.timers, core.run_timers, self._call_on_loop)
         try:
             await self._serve(core)
         finally:
+            if isinstance(self.clock, ManualClock):
+                self.clock.bind(None)
             core.close()
+
+    def _call_on_loop(self, func: Callable[[], None]) -> None:
+        # ManualClock.advance from the test's thread: the deadlines run on the
+        # broker's thread, like every other broker operation.
+        self.call(func)
 
     async def _serve(self, core: BrokerCore) -> None:
         assert self._stop is not None
@@ -240,11 +265,19 @@ class TrioBroker:
 
 @asynccontextmanager
 async def open_broker(
-    host: str = "127.0.0.1", port: int = 0, **settings: Any
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    clock: Callable[[], float] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[TrioBroker]:
-    """Serve from the current trio run until the block exits."""
+    """Serve from the current trio run until the block exits (``clock`` as for
+    :class:`Broker`; a ManualClock's ``advance`` then runs the deadlines at once, on
+    the caller's task)."""
     settings.setdefault("data_dir", ":memory:")
-    core = BrokerCore.open(Settings(host=host, port=port, **settings))
+    core = BrokerCore.open(Settings(host=host, port=port, **settings), clock=clock)
+    if isinstance(clock, ManualClock):
+        clock.bind(core.timers, core.run_timers)
     try:
         server = Server(core)
         await server.listen(host, port, core.settings.more_hosts)
@@ -257,4 +290,6 @@ async def open_broker(
                     await server.shutdown(grace=STOP_GRACE)
                 nursery.cancel_scope.cancel()
     finally:
+        if isinstance(clock, ManualClock):
+            clock.bind(None)
         core.close()

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 
 import amqpbroker
-from amqpbroker.testing.pytest_plugin import EmbeddedBrokers, marked_version
 
 _vhost_ids = itertools.count(1)
 
@@ -19,20 +18,12 @@ collect_ignore = ["example_project"]
 
 
 @pytest.fixture(scope="session")
-def brokers() -> Iterator[EmbeddedBrokers]:
-    """Embedded brokers by RabbitMQ release, started on first use.  Unmarked tests use
-    AMQPBROKER_TEST_RABBITMQ_VERSION's release when it is set (to run a module in
-    another mode by hand), else the default one."""
-    pool = EmbeddedBrokers(os.environ.get("AMQPBROKER_TEST_RABBITMQ_VERSION") or None)
-    yield pool
-    pool.close()
-
-
-@pytest.fixture
-def broker(brokers: EmbeddedBrokers, request: pytest.FixtureRequest) -> amqpbroker.Broker:
-    """The broker of the release the test is marked with
-    (``@pytest.mark.rabbitmq_version("3.10")``), else of the default one (4.0)."""
-    return brokers.get(marked_version(request.node))
+def broker(_amqp_test_broker: object) -> amqpbroker.Broker:
+    """The plugin's embedded broker of the release the test is marked with
+    (``@pytest.mark.rabbitmq_version("3.10")``), else of the session's (4.0, or
+    ``--amqp-rabbitmq-version``); ``amqp_clock`` drives that same broker."""
+    assert isinstance(_amqp_test_broker, amqpbroker.Broker), "the suite runs on its own broker"
+    return _amqp_test_broker
 
 
 @pytest.fixture

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 SCAN_FRACTION = 0.25
 MAX_SCAN_INTERVAL = 60.0
 MIN_SCAN_INTERVAL = 0.01
+# Scan times are sums of float intervals: four 0.1 s steps from an epoch time add up
+# to a hair under 0.4 s, which would close a channel one scan late.
+TIME_EPSILON = 1e-6
 
 
 def timeout_text(channel: int, timeout_ms: int) -> str:
@@ -69,7 +72,7 @@ class AckTimeouts:
                 tag = next(iter(channel.unacked))
                 previous = seen.get(channel)
                 since = previous[1] if previous is not None and previous[0] == tag else now
-                if now - since >= self.timeout:
+                if now - since >= self.timeout - TIME_EPSILON:
                     expired.append(channel)
                 else:
                     oldest[channel] = (tag, since)

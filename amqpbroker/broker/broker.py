@@ -106,18 +106,18 @@ class Broker:
         self.add_vhost("/")
 
     @classmethod
-    def open(cls, settings: Settings) -> Broker:
+    def open(cls, settings: Settings, *, clock: Callable[[], float] | None = None) -> Broker:
         """A broker over the store ``settings.data_dir`` names, its durable state
         recovered.  Raises StoreError (one readable line) when the data cannot be
         used: locked by another broker, unreadable, corrupt, from a newer version."""
         if settings.data_dir == MEMORY:
-            return cls(settings)
+            return cls(settings, clock=clock)
         from .recovery import recover
 
         store = open_store(settings.data_dir, settings.sync, settings.store_check)
         definitions = store.open()
         try:
-            broker = cls(settings, store)
+            broker = cls(settings, store, clock=clock)
             broker.recovered = recover(broker, definitions)
             broker.users.restore(
                 definitions,

@@ -47,6 +47,7 @@ client tests hold the evidence):
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
 from ..store.base import MessageRecord
@@ -55,7 +56,7 @@ from .deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, dead_letter
 from .message import Message, QueuedMessage
 from .queue import REFUSED, Queue, QueueHost, Refused
 from .queue_arguments import DROP_HEAD, REJECT_PUBLISH_DLX, QueueOptions
-from .ready import FifoReady, PriorityReady
+from .ready import PriorityReady, Ready, reinsert
 from .rule_messages import FeatureMessage, featured, message_ttl, with_delivery_count
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def enable_rules(queue: Queue, options: QueueOptions) -> None:
     assert host is not None, "make_queue gives every queue its vhost"
     rules = FeatureRules(queue, host, options, host.timers.clock())
     maximum = options.max_priority
-    ready = FifoReady() if maximum is None else PriorityReady(maximum)
+    ready: Ready = deque() if maximum is None else PriorityReady(maximum)
     for qm in queue.ready:
         ready.append(featured(qm))
         rules.ready_bytes += len(qm.message.body)
@@ -168,7 +169,7 @@ class FeatureRules:
         if (
             queue.paging is not None
             and len(queue.ready) >= _queue.PAGE_OUT_AT
-            and isinstance(queue.ready, FifoReady)
+            and not isinstance(queue.ready, PriorityReady)
         ):
             queue.page_out()  # the tail goes to disk from now on (paging.py)
             return self._admit(qm)
@@ -437,7 +438,7 @@ class FeatureRules:
             for qm in sorted(messages, key=_seq, reverse=True):
                 fm = featured(qm)
                 fm.redelivered = True
-                ready.reinsert(fm)
+                reinsert(ready, fm)
                 self.ready_bytes += len(fm.message.body)
         self._after_requeue()
 

@@ -42,7 +42,7 @@ from .features import enable_rules
 from .message import Message, QueuedMessage
 from .queue import Queue
 from .queue_arguments import PLAIN
-from .ready import DiskRun, FifoReady, Tail
+from .ready import DiskRun, PriorityReady, Tail
 
 
 def page_in_below() -> int:
@@ -54,7 +54,7 @@ def page_in_below() -> int:
 def pageable(queue: Queue) -> bool:
     """Whether this queue may page out (it has a paging part; priority queues never
     do)."""
-    return queue.paging is not None and isinstance(queue.ready, FifoReady)
+    return queue.paging is not None and not isinstance(queue.ready, PriorityReady)
 
 
 def resume_paged(queue: Queue, after: int, count: int, size: int | None, redelivered: bool) -> None:
@@ -78,7 +78,7 @@ class Paging:
         self.request = request
 
     def page_out(self, queue: Queue) -> None:
-        assert queue.tail is None and isinstance(queue.ready, FifoReady)
+        assert queue.tail is None and not isinstance(queue.ready, PriorityReady)
         queue.tail = Tail()
         queue.parts_changed()
 
@@ -162,7 +162,7 @@ class Paging:
                 queue.rules.take_moved(moved)
             else:
                 ready = queue.ready
-                assert isinstance(ready, FifoReady)
+                assert not isinstance(ready, PriorityReady)
                 ready.extend(moved)
 
     def fill_head_now(self, queue: Queue) -> bool:

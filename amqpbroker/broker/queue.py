@@ -41,12 +41,13 @@ channel), ``settled``, ``rejected``, ``requeue``; for the store and the pager
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..store.base import MessageRecord, Store
 from .message import Message, QueuedMessage
-from .ready import FifoReady, Ready, Tail
+from .ready import Ready, Tail, reinsert
 
 if TYPE_CHECKING:
     from ..versions import Behaviour
@@ -218,7 +219,7 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments = arguments or {}
-        self.ready: Ready = FifoReady()
+        self.ready: Ready = deque()
         # Consumers ordered by priority (highest first), registration order within a
         # priority; round robin rotates a consumer to the end of its priority group.
         self.consumers: list[Consumer] = []
@@ -430,7 +431,7 @@ class Queue:
         # Newest first, so each usually goes straight to the head (see ready.py).
         for qm in sorted(messages, key=_seq, reverse=True):
             qm.redelivered = True
-            ready.reinsert(qm)
+            reinsert(ready, qm)
         self.dispatch()
 
     def purge(self) -> int:

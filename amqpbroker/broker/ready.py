@@ -1,12 +1,14 @@
-"""Where a queue's ready messages live: the in-memory head (a FIFO, or per-priority
-FIFOs for x-max-priority) and, for a paged queue, the tail behind it (paging.py).
+"""Where a queue's ready messages live: the in-memory head (a plain ``deque``, or
+per-priority FIFOs for x-max-priority) and, for a paged queue, the tail behind it
+(paging.py).
 
-Both heads offer what the rest of the broker reads of ``queue.ready`` (``len``,
-truth, iteration in delivery order, ``[0]`` for the head, ``clear``, ``append``,
-``popleft``) and :meth:`reinsert`, which puts a requeued message back at its
-original position: by sequence number, within its priority level for a priority
-queue (RabbitMQ 3.10: FIFO within a level, a requeued message goes back where it
-was).
+:class:`PriorityReady` offers what the rest of the broker reads of a deque
+``queue.ready`` (``len``, truth, iteration in delivery order, indexing from the head,
+``clear``, ``append``, ``popleft``); :func:`reinsert` puts a requeued message back at
+its original position in either: by sequence number, within its priority level for a
+priority queue (RabbitMQ 3.10: FIFO within a level, a requeued message goes back
+where it was).  Plain queues keep a bare deque: its ``append``/``popleft`` cost
+20-40 ns less per message than a subclass's.
 
 Priorities as RabbitMQ 3.10 applies them (rabbit_priority_queue): no priority
 property means 0, a priority above the queue's maximum counts as the maximum, and
@@ -46,16 +48,6 @@ def insert_by_seq(items: deque[QueuedMessage], qm: QueuedMessage) -> None:
         items.insert(bisect.bisect_left(_SeqView(items), qm.seq), qm)
 
 
-class FifoReady(deque["QueuedMessage"]):
-    """A deque with :meth:`reinsert`; ``append``/``popleft`` stay C-speed (no
-    ``__dict__``: method lookups go through the type cache as on a deque)."""
-
-    __slots__ = ()
-
-    def reinsert(self, qm: QueuedMessage) -> None:
-        insert_by_seq(self, qm)
-
-
 def priority_level(qm: QueuedMessage, max_priority: int) -> int:
     priority = qm.message.properties.priority
     if not priority:
@@ -85,9 +77,17 @@ class PriorityReady:
             yield from level
 
     def __getitem__(self, index: int) -> QueuedMessage:
-        if index != 0:
-            raise IndexError("a priority ready list only exposes its head")
-        return self._top()[0]
+        """The message ``index`` places from the head, in delivery order (the head
+        in O(levels); the management API samples the first thousand of a long one)."""
+        if index < 0:
+            index += self._count
+        if index == 0:
+            return self._top()[0]
+        for level in reversed(self._levels):
+            if 0 <= index < len(level):
+                return level[index]
+            index -= len(level)
+        raise IndexError("priority ready list index out of range")
 
     def _top(self) -> deque[QueuedMessage]:
         for level in reversed(self._levels):
@@ -114,7 +114,15 @@ class PriorityReady:
         self._count = 0
 
 
-Ready = FifoReady | PriorityReady
+Ready = deque["QueuedMessage"] | PriorityReady
+
+
+def reinsert(ready: Ready, qm: QueuedMessage) -> None:
+    """Put a requeued message back at its original position."""
+    if isinstance(ready, PriorityReady):
+        ready.reinsert(qm)
+    else:
+        insert_by_seq(ready, qm)
 
 
 class DiskRun:

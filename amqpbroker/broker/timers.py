@@ -8,8 +8,10 @@ sleeps until :meth:`Timers.next_deadline`, then calls :meth:`Timers.run_due`.
 Adding a deadline earlier than every other calls ``wake`` so the task re-arms.
 
 Times are seconds on the broker's clock (``Broker.clock``, wall-clock time by
-default, as RabbitMQ computes message expiry from ``os:system_time``); tests pass
-their own clock and call :meth:`run_due` themselves, so no test needs to sleep.
+default, as RabbitMQ computes message expiry from ``os:system_time``).  Tests pass a
+:class:`ManualClock` and move it with ``advance(seconds)``, which runs each deadline
+that falls due at its own time, in order: a 30-minute TTL takes no time and no test
+sleeps.
 
 Resource handling: a cancelled handle stays in the heap until its deadline comes up
 and is then skipped (cancelling is O(1), as in trio's and asyncio's timer heaps).
@@ -30,6 +32,10 @@ log = logging.getLogger("amqpbroker.timers")
 
 def _noop() -> None:
     pass
+
+
+def _call_here(func: Callable[[], None]) -> None:
+    func()
 
 
 class TimerHandle:
@@ -103,3 +109,95 @@ class Timers:
             except Exception:
                 log.exception("timer callback failed")
         return ran
+
+
+class ManualClock:
+    """Broker time that moves only when told to: ``advance(seconds)``.
+
+    Pass one to ``amqpbroker.Broker(clock=...)`` (or ``open_broker``, or the core
+    ``Broker``); message and queue TTLs, ``x-expires`` and the consumer timeout then
+    follow it instead of the wall clock.  Connection heartbeats stay on real time:
+    clients measure those with their own clocks.
+
+    ``advance`` runs every deadline up to the new time, each with the clock set to
+    its own deadline and in deadline order, so a queue TTL that dead-letters into a
+    queue with its own TTL behaves as it would have in real time.  The embedding
+    layer binds the clock to its broker (:meth:`bind`), and ``advance`` then returns
+    once the broker's loop has run the due deadlines; unbound, it only moves the time
+    (a unit test then calls ``Broker.run_timers`` itself).
+
+    ``frozen=False`` makes a clock that follows the wall clock until :meth:`freeze`
+    (the pytest plugin's broker: real time, except in tests that take ``amqp_clock``).
+    Time never goes backwards: :meth:`unfreeze` keeps what ``advance`` added.
+
+    Error handling: ``advance`` with a negative number raises ValueError (deadlines
+    already run cannot be undone).  Thread safety: reading the time is safe from any
+    thread; ``advance`` and ``unfreeze`` hand their work to the broker's thread.
+    """
+
+    def __init__(self, start: float | None = None, *, frozen: bool = True) -> None:
+        now = time.time() if start is None else start
+        self._frozen = frozen
+        self._now = now  # the time while frozen
+        self._offset = now - time.time()  # broker time minus wall time while running
+        # Set by bind(): the broker's deadlines, how to run the due ones, and how to
+        # call a function on the broker's thread.
+        self._timers: Timers | None = None
+        self._run_due: Callable[[], None] = _noop
+        self._call: Callable[[Callable[[], None]], None] = _call_here
+
+    def __call__(self) -> float:
+        return self._now if self._frozen else time.time() + self._offset
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    def bind(
+        self,
+        timers: Timers | None,
+        run_due: Callable[[], None] = _noop,
+        call: Callable[[Callable[[], None]], None] = _call_here,
+    ) -> None:
+        """Called by the embedding layer when its broker starts (None: it stopped).
+        ``run_due`` is ``Broker.run_timers``; ``call(fn)`` runs ``fn()`` on the
+        broker's thread and returns when it has."""
+        self._timers, self._run_due, self._call = timers, run_due, call
+
+    def freeze(self) -> None:
+        """Stop following the wall clock; from now on only ``advance`` moves time."""
+        if not self._frozen:
+            self._now = self()
+            self._frozen = True
+
+    def unfreeze(self) -> None:
+        """Follow the wall clock again, from the current time (never backwards)."""
+        if not self._frozen:
+            return
+        self._offset = self._now - time.time()
+        self._frozen = False
+        timers = self._timers
+        if timers is not None:
+            self._call(timers.wake)  # the timer task sleeps on real time again
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` ahead (freezing it first), running what falls due."""
+        if seconds < 0:
+            raise ValueError(f"the clock cannot go back ({seconds} s)")
+        self.freeze()
+        target = self._now + seconds
+        timers = self._timers
+        if timers is None:
+            self._now = target
+            return
+        self._call(lambda: self._step_to(target, timers))
+
+    def _step_to(self, target: float, timers: Timers) -> None:
+        # One deadline at a time: callbacks see the time they were due at, and the
+        # deadlines they file on the way run too when they fall before the target
+        # (a periodic scan runs once per period).
+        while (deadline := timers.next_deadline()) is not None and deadline <= target:
+            self._now = max(self._now, deadline)
+            self._run_due()
+        self._now = max(self._now, target)
+        self._run_due()

@@ -7,6 +7,11 @@ due callbacks on the broker's thread (like every other broker operation, so no
 lock), and goes back to sleep.  Connections woken by the callbacks (deliveries,
 channel closes) flush through their own writers.
 
+A frozen :class:`~amqpbroker.broker.timers.ManualClock` (tests) moves only when
+the test advances it, and its ``advance`` runs the due deadlines itself: the task
+then sleeps until woken (a deadline that is already due, or the clock following
+real time again), never for a real-time delay.
+
 Error handling: ``Broker.run_timers`` logs callback failures itself; nothing here
 raises.  Resource handling: runs until its nursery is cancelled.
 """
@@ -16,12 +21,15 @@ from __future__ import annotations
 import trio
 
 from ..broker.broker import Broker
+from ..broker.timers import ManualClock
 
 
 async def run_timers(
     broker: Broker, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     timers = broker.timers
+    clock = broker.clock
+    manual = clock if isinstance(clock, ManualClock) else None
     woken = trio.Event()
 
     def wake() -> None:
@@ -35,8 +43,10 @@ async def run_timers(
             if deadline is None:
                 await woken.wait()
             else:
-                delay = deadline - broker.clock()
-                if delay > 0:
+                delay = deadline - clock()
+                if delay > 0 and manual is not None and manual.frozen:
+                    await woken.wait()  # advance() runs it
+                elif delay > 0:
                     with trio.move_on_after(delay):
                         await woken.wait()
                 else:

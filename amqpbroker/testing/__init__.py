@@ -1,5 +1,6 @@
 """Testing support: the pytest plugin (:mod:`.pytest_plugin`), the inspection helpers
-(:class:`BrokerInspector`) and external-broker support (:class:`ExternalBroker`).
+(:class:`BrokerInspector`), external-broker support (:class:`ExternalBroker`) and the
+bounded wait for what a client observes (:func:`eventually`).
 
 Names are imported lazily: pytest imports this package for its plugin in every
 session, and a suite that never uses an AMQP fixture should not pay for the broker.
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
         QueueInfo,
         WaitTimeout,
     )
+    from .waiting import eventually, eventually_async
 
 __all__ = [
     "BindingInfo",
@@ -29,8 +31,11 @@ __all__ = [
     "MessageInfo",
     "QueueInfo",
     "WaitTimeout",
+    "eventually",
+    "eventually_async",
 ]
 _EXTERNAL = ("ExternalBroker", "ManagementError")
+_WAITING = ("eventually", "eventually_async")
 
 
 def __getattr__(name: str) -> Any:
@@ -38,6 +43,10 @@ def __getattr__(name: str) -> Any:
         from . import external
 
         return getattr(external, name)
+    if name in _WAITING:
+        from . import waiting
+
+        return getattr(waiting, name)
     if name in __all__:
         from . import helpers
 

@@ -17,6 +17,13 @@ in any suite of the environment:
     bindings and messages without consuming them, the messages published to an
     exchange, and ``wait_for_*``.  Needs the embedded broker; the test is skipped
     when the suite runs against an external one.
+``amqp_clock``
+    The broker's clock, frozen for this test: ``amqp_clock.advance(seconds)``
+    moves broker time and runs what falls due (message and queue TTLs,
+    ``x-expires``, consumer timeouts), in order, before it returns.  Heartbeats
+    stay on real time.  After the test the clock follows real time again, ahead by
+    what the test advanced (broker time never goes back).  Needs the embedded
+    broker (skipped against an external one).
 
 The embedded broker behaves as RabbitMQ 4.0 unless told otherwise: pick another
 release for the whole suite with ``--amqp-rabbitmq-version 3.10`` (or the ini option
@@ -56,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Union
 import pytest
 
 if TYPE_CHECKING:
+    from ..broker.timers import ManualClock
     from ..embed import Broker
     from .external import ExternalBroker
     from .helpers import BrokerInspector
@@ -157,9 +165,12 @@ class EmbeddedBrokers:
         key = version or self.default
         broker = self._brokers.get(key)
         if broker is None:
+            from ..broker.timers import ManualClock
             from ..embed import Broker
 
             settings = dict(self._settings)
+            # Real time until a test takes amqp_clock (see there).
+            settings.setdefault("clock", ManualClock(frozen=False))
             if key is not None:
                 settings["rabbitmq_version"] = key
             broker = self._stack.enter_context(Broker(**settings))
@@ -310,3 +321,32 @@ def amqp_inspector(_amqp_test_broker: AnyBroker, amqp_vhost: str) -> Iterator[Br
 
     with BrokerInspector(amqp_broker, amqp_vhost) as inspector:
         yield inspector
+
+
+@pytest.fixture
+def amqp_clock(_amqp_test_broker: AnyBroker) -> Iterator[ManualClock]:
+    """The embedded broker's :class:`~amqpbroker.ManualClock`, frozen for this test:
+    ``advance(seconds)`` moves broker time and runs what falls due before returning.
+
+    Error handling: skips the test against an external broker (RabbitMQ's clock is
+    its own); errors it when ``amqp_broker`` was overridden with a broker that has
+    no ManualClock.
+    Resource handling: the clock follows real time again after the test.
+    """
+    from ..broker.timers import ManualClock
+    from .external import ExternalBroker
+
+    amqp_broker = _amqp_test_broker
+    if isinstance(amqp_broker, ExternalBroker):
+        pytest.skip("amqp_clock drives the embedded broker's time; --amqp-url is set")
+    clock = amqp_broker.clock
+    if not isinstance(clock, ManualClock):
+        raise pytest.UsageError(
+            "amqp_clock needs a broker started with clock=amqpbroker.ManualClock(); "
+            f"amqp_broker has {clock!r}"
+        )
+    clock.freeze()
+    try:
+        yield clock
+    finally:
+        clock.unfreeze()

@@ -1,10 +1,10 @@
-"""Helpers shared by the pika / py-amqp client tests: bounded waits, a consumer
-inbox, and a SelectConnection runner.  Nothing here is a mock: every helper talks
-to the broker through a real client over a real socket."""
+"""Helpers shared by the pika / py-amqp client tests: bounded waits (on the one
+``eventually`` of amqpbroker.testing), a consumer inbox, and a SelectConnection
+runner.  Nothing here is a mock: every helper talks to the broker through a real
+client over a real socket."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,10 +16,10 @@ import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import ChannelClosedByBroker
 
+from amqpbroker.testing import eventually
+
 # Upper bound on any single wait for the broker; tests normally finish far sooner.
 WAIT = 5.0
-# How long a test keeps listening to show that nothing more arrives.
-SETTLE = 0.1
 
 
 # ------------------------------------------------------------------ helpers
@@ -48,19 +48,34 @@ def new_queue(ch: BlockingChannel, **kwargs: Any) -> str:
 
 
 def wait_until(conn: BlockingConnection, predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError("timed out waiting for the broker")
-        conn.process_data_events(time_limit=min(remaining, 0.05))
+    """Read what the broker sends ``conn`` (running pika's callbacks) until
+    ``predicate()`` holds, bounded by WAIT."""
+
+    def read_then_check() -> bool:
+        conn.process_data_events(time_limit=0.001)
+        return predicate()
+
+    eventually(read_then_check, timeout=WAIT)
 
 
 def settle(conn: BlockingConnection) -> None:
-    """Keep reading for a moment, so a delivery that should not happen would show."""
-    deadline = time.monotonic() + SETTLE
-    while time.monotonic() < deadline:
-        conn.process_data_events(time_limit=0.02)
+    """A round trip on ``conn``, then pika's callbacks: whatever the broker sent this
+    connection before answering has been handled, so a delivery that should not
+    happen (as the outcome of what the test did before) would show.  The broker
+    writes a connection's frames in the order it decides them: no waiting needed."""
+    conn.channel().close()
+    conn.process_data_events(time_limit=0)
+
+
+def get_eventually(ch: BlockingChannel, queue: str) -> tuple[Any, Any, bytes]:
+    """basic.get (auto-ack) until ``queue`` has a message, bounded by WAIT."""
+
+    def fetched() -> tuple[Any, Any, bytes]:
+        method, properties, body = ch.basic_get(queue, auto_ack=True)
+        assert method is not None, f"nothing arrived in {queue}"
+        return method, properties, body
+
+    return eventually(fetched, timeout=WAIT)
 
 
 def ready_count(ch: BlockingChannel, queue: str) -> int:

@@ -19,6 +19,8 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.patterns import RPC
 
+from amqpbroker.testing import eventually_async
+
 pytestmark = pytest.mark.timeout(30)
 
 # Deadline for a whole test body, and for any single wait inside it.
@@ -35,14 +37,6 @@ def run(url: str, body: Callable[[AbstractRobustConnection], Awaitable[None]]) -
             await body(connection)
 
     asyncio.run(asyncio.wait_for(main(), TEST_DEADLINE))
-
-
-async def eventually(predicate: Callable[[], bool]) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out waiting for the broker")
-        await asyncio.sleep(0.01)
 
 
 async def ready_count(queue: aio_pika.abc.AbstractQueue) -> int:
@@ -157,7 +151,7 @@ def test_consume_with_a_callback(url: str) -> None:
         assert tag
         for i in range(3):
             await channel.default_exchange.publish(aio_pika.Message(b"%d" % i), queue.name)
-        await eventually(lambda: len(received) == 3)
+        await eventually_async(lambda: len(received) == 3)
         assert received == [(b"0", 1), (b"1", 2), (b"2", 3)]
         await queue.cancel(tag)
         await channel.default_exchange.publish(aio_pika.Message(b"later"), queue.name)
@@ -274,15 +268,14 @@ def test_qos_limits_unacked_deliveries(url: str) -> None:
             received.append(message)
 
         await queue.consume(on_message)
-        await eventually(lambda: len(received) == 2)
-        await asyncio.sleep(0.1)
+        await eventually_async(lambda: len(received) == 2)
+        assert await ready_count(queue) == 3  # two out of five handed out, no more
         assert [m.body for m in received] == [b"0", b"1"]
-        assert await ready_count(queue) == 3
 
         await received[0].ack()
-        await eventually(lambda: len(received) == 3)
+        await eventually_async(lambda: len(received) == 3)
         await received[2].ack(multiple=True)
-        await eventually(lambda: len(received) == 5)
+        await eventually_async(lambda: len(received) == 5)
         assert [m.body for m in received] == [b"0", b"1", b"2", b"3", b"4"]
 
     run(url, body)
@@ -360,7 +353,7 @@ def test_robust_connection_recovers_after_the_broker_closes_it(broker: Any, url:
 
         await queue.consume(on_message, no_ack=True)
         await channel.default_exchange.publish(aio_pika.Message(b"before"), "work")
-        await eventually(lambda: received == [b"before"])
+        await eventually_async(lambda: received == [b"before"])
 
         reconnected = asyncio.Event()
 
@@ -378,10 +371,7 @@ def test_robust_connection_recovers_after_the_broker_closes_it(broker: Any, url:
                 return False  # the channel is still being restored
             return True
 
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while not await publish_after():
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.05)
-        await eventually(lambda: received == [b"before", b"after"])
+        await eventually_async(publish_after)
+        await eventually_async(lambda: received == [b"before", b"after"])
 
     run(url, body)

@@ -360,13 +360,13 @@ def test_broker_sends_heartbeats_and_keeps_a_live_peer(url: str) -> None:
 
 
 def test_silent_peer_is_dropped_after_two_intervals(url: str) -> None:
+    # Heartbeats run on real time (the client measures them too): the socket closes
+    # within a bound. The exact moment, two intervals of silence, is checked on the
+    # test's own clock in tests/unit/test_heartbeats.py.
     with connect(url, heartbeat=1) as client:
-        started = time.monotonic()
         frames = client.frames_until_closed(timeout=5)
-        elapsed = time.monotonic() - started
     # Only heartbeats, then the socket closes: no connection.close (as RabbitMQ).
     assert frames and all(isinstance(f, heartbeat.Heartbeat) for f in frames)
-    assert 1.5 <= elapsed < 4.0
 
 
 def test_pika_heartbeat_keeps_an_idle_connection_open(url: str) -> None:
@@ -515,6 +515,9 @@ def test_half_open_socket_does_not_disturb_others(url: str) -> None:
     try:
         sock.sendall(b"AMQP")  # an incomplete header: the broker just waits
         _works(url)
+        # ... and still waits: the rest of the header gets connection.start.
+        sock.sendall(b"\x00\x00\x09\x01")
+        assert sock.recv(7)[:3] == b"\x01\x00\x00"  # a method frame on channel 0
     finally:
         sock.close()
 

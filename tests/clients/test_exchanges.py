@@ -151,8 +151,15 @@ def test_redeclare_with_other_alternate_exchange_fails(
 
 def test_redeclare_ignores_other_arguments(ch: BlockingChannel) -> None:
     ch.exchange_declare("ex-args", "direct", arguments={"x-custom": 1})
-    ch.exchange_declare("ex-args", "direct", arguments={"x-custom": 2})
-    ch.exchange_declare("ex-args", "direct")
+    ok = ch.exchange_declare("ex-args", "direct", arguments={"x-custom": 2})
+    assert isinstance(ok.method, pika.spec.Exchange.DeclareOk)
+    ok = ch.exchange_declare("ex-args", "direct")
+    assert isinstance(ok.method, pika.spec.Exchange.DeclareOk)
+    # The channel is still open and the exchange still routes.
+    queue = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(queue, "ex-args", "k")
+    ch.basic_publish("ex-args", "k", b"m")
+    assert ch.basic_get(queue, auto_ack=True)[2] == b"m"
 
 
 def test_amq_prefix_is_reserved(conn: BlockingConnection) -> None:

@@ -4,11 +4,13 @@ TTL deadlines are stored with each message (as RabbitMQ's queue index stores its
 expiry), so a message's time keeps running while the broker is down; features come
 back from the queue's arguments; dead-letter history lives in the headers; a quorum
 queue keeps every message and its delivery count.
+
+Every broker of a test shares one ManualClock, so "down for 0.6 s" is the clock
+moving while no broker runs, and a deadline is checked a millisecond either side.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from pikakit import connect
 from wirekit import entries, record_wire, wire
 
 import amqpbroker
+from amqpbroker.testing import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,15 +30,23 @@ PERSISTENT = pika.BasicProperties(delivery_mode=2)
 
 
 @pytest.fixture
-def restartable(tmp_path: Path) -> Iterator[Callable[..., BlockingChannel]]:
+def clock() -> amqpbroker.ManualClock:
+    """Broker time for every broker of the test, moved only by the test."""
+    return amqpbroker.ManualClock()
+
+
+@pytest.fixture
+def restartable(
+    tmp_path: Path, clock: amqpbroker.ManualClock
+) -> Iterator[Callable[..., BlockingChannel]]:
     """Call it to (re)start the broker on the same data dir and get a channel;
-    ``down`` is how long the broker stays stopped in between."""
+    ``down`` is how far broker time moves while it is stopped."""
     state: dict[str, Any] = {}
 
     def restart(down: float = 0.0) -> BlockingChannel:
         stop()
-        time.sleep(down)
-        broker = amqpbroker.Broker(data_dir=str(tmp_path)).start()
+        clock.advance(down)
+        broker = amqpbroker.Broker(data_dir=str(tmp_path), clock=clock).start()
         connection = connect(broker.url)
         state.update(broker=broker, connection=connection)
         channel = connection.channel()
@@ -73,7 +84,7 @@ def durable_dlx(ch: BlockingChannel) -> tuple[str, str]:
 
 
 def test_a_ttl_keeps_running_while_the_broker_is_down(
-    restartable: Callable[..., BlockingChannel],
+    restartable: Callable[..., BlockingChannel], clock: amqpbroker.ManualClock
 ) -> None:
     ch = restartable()
     dlx, dead = durable_dlx(ch)
@@ -85,10 +96,12 @@ def test_a_ttl_keeps_running_while_the_broker_is_down(
     ch.basic_publish(
         "", "plain", b"own-ttl", pika.BasicProperties(delivery_mode=2, expiration="1200")
     )
-    time.sleep(0.6)
+    clock.advance(0.6)
     ch = restartable()
     assert (count(ch, "ttl"), count(ch, "plain")) == (1, 1)  # not expired yet
-    time.sleep(0.9)  # 1.5 s since publishing: past the deadline, not 1.2 s past the restart
+    clock.advance(0.599)
+    assert (count(ch, "ttl"), count(ch, "plain")) == (1, 1)
+    clock.advance(0.002)  # 1.2 s since publishing, not 1.2 s past the restart
     assert (count(ch, "ttl"), count(ch, "plain")) == (0, 0)
     assert bodies(ch, dead) == [b"queue-ttl"]
 
@@ -103,10 +116,8 @@ def test_deadlines_that_passed_while_down_expire_at_start(
     )
     ch.basic_publish("", "ttl", b"m", PERSISTENT)
     ch = restartable(down=0.6)  # the deadline passes while nothing runs
-    deadline = time.monotonic() + 2
-    while count(ch, "ttl") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert count(ch, "ttl") == 0
+    # Due at start: the broker runs it without the clock moving again.
+    eventually(lambda: count(ch, "ttl") == 0)
     assert bodies(ch, dead) == [b"m"]
 
 
@@ -164,12 +175,12 @@ def test_quorum_queues_keep_every_message_and_its_delivery_count(
 
 
 def test_an_unused_queue_still_expires_after_a_restart(
-    restartable: Callable[..., BlockingChannel],
+    restartable: Callable[..., BlockingChannel], clock: amqpbroker.ManualClock
 ) -> None:
     ch = restartable()
     ch.queue_declare("expiring", durable=True, arguments={"x-expires": 300})
     ch = restartable()
-    time.sleep(0.5)
+    clock.advance(0.3)
     probe = ch.connection.channel()
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
         probe.queue_declare("expiring", passive=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -18,13 +17,12 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.message import Message
 from kombu.simple import SimpleQueue
 
+from amqpbroker.testing import eventually
 from amqpbroker.testing.pytest_plugin import each_version
 
 pytestmark = pytest.mark.timeout(30)
 
 WAIT = 5.0
-# How long a test keeps listening to show that nothing more arrives.
-SETTLE = 0.1
 
 
 @pytest.fixture
@@ -55,30 +53,22 @@ class Collector:
         return [body for body, _m in self.received]
 
 
-def eventually(predicate: Callable[[], bool]) -> None:
-    """Poll ``predicate`` (which talks to the broker) until true, bounded by WAIT."""
-    end = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for the broker")
-        time.sleep(0.01)
-
-
 def drain_until(connection: Connection, predicate: Callable[[], bool]) -> None:
-    end = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for the broker")
+    """Read deliveries into the callbacks until ``predicate()`` holds (bounded)."""
+
+    def drained() -> bool:
         with contextlib.suppress(TimeoutError):
-            connection.drain_events(timeout=0.05)
+            connection.drain_events(timeout=0.001)
+        return predicate()
+
+    eventually(drained, timeout=WAIT)
 
 
 def drain_nothing_more(connection: Connection) -> None:
-    """Listen for SETTLE seconds; anything delivered lands in the callbacks."""
-    end = time.monotonic() + SETTLE
-    while time.monotonic() < end:
-        with contextlib.suppress(TimeoutError):
-            connection.drain_events(timeout=0.02)
+    """A round trip on the connection: py-amqp hands every delivery the broker sent
+    before the answer to the callbacks as it reads it, so one that should not have
+    happened (as the outcome of what the test did before) has landed there."""
+    connection.channel().close()
 
 
 def ready_count(connection: Connection, queue: Queue) -> int:
@@ -164,7 +154,7 @@ def test_simple_queue_put_and_get(connection: Connection) -> None:
             simple.get(block=False)
         for i in range(3):
             simple.put({"n": i})
-        eventually(lambda: simple.qsize() == 3)
+        eventually(lambda: simple.qsize() == 3, timeout=WAIT)
         # get_nowait is a basic.get; a blocking get starts a consumer.
         first = simple.get_nowait()
         assert first.payload == {"n": 0}
@@ -179,7 +169,7 @@ def test_simple_queue_put_and_get(connection: Connection) -> None:
         assert (again.payload, again.delivery_info["redelivered"]) == ({"n": 2}, True)
         again.ack()
         with pytest.raises(SimpleQueue.Empty):
-            simple.get(block=True, timeout=SETTLE)
+            simple.get_nowait()  # basic.get: get-empty
     finally:
         simple.close()
 

@@ -137,8 +137,14 @@ def test_passive_declares_need_some_permission_from_4_3(
 
 def test_default_user_has_full_access_to_embedding_api_vhosts(url: str) -> None:
     conn = pika.BlockingConnection(pika.URLParameters(url + "?heartbeat=0"))
-    conn.channel().queue_declare("anything")
-    conn.close()
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        assert channel.queue_declare("anything").method.queue == "anything"  # configure
+        channel.basic_publish("", "anything", b"m")  # write (confirmed, or it raises)
+        assert channel.basic_get("anything", auto_ack=True)[2] == b"m"  # read
+    finally:
+        conn.close()
 
 
 def test_user_without_permissions_in_the_vhost_is_refused_530(
@@ -197,16 +203,31 @@ def test_amqplain_login_checks_the_hash(
     import amqp  # py-amqp logs in with AMQPLAIN
 
     name = users.add("amqplain", password="pässword", perms=(".*", ".*", ".*"))
-    conn = amqp.Connection(
-        f"{broker.host}:{broker.port}",
-        userid=name,
-        password="pässword",
-        virtual_host=vhost,
-        login_method="AMQPLAIN",
-        connect_timeout=5,
+
+    def login(password: str) -> amqp.Connection:
+        conn = amqp.Connection(
+            f"{broker.host}:{broker.port}",
+            userid=name,
+            password=password,
+            virtual_host=vhost,
+            login_method="AMQPLAIN",
+            connect_timeout=5,
+        )
+        conn.connect()
+        return conn
+
+    conn = login("pässword")
+    try:
+        assert conn.connected
+        assert conn.channel().queue_declare("", exclusive=True).queue
+    finally:
+        conn.close()
+    with pytest.raises(amqp.exceptions.AccessRefused) as refused:
+        login("password")
+    assert refused.value.reply_text == (
+        "ACCESS_REFUSED - Login was refused using authentication mechanism AMQPLAIN. "
+        "For details see the broker logfile."
     )
-    conn.connect()
-    conn.close()
 
 
 def test_changed_permissions_apply_to_open_connections(

@@ -8,7 +8,6 @@ streams: RabbitMQ 3.10 has them, this broker does not, and refuses them with the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, NackError
-from pikakit import Inbox, new_queue, wait_until
+from pikakit import Inbox, get_eventually, new_queue, wait_until
 from wirekit import entries, record_wire, wire
 
 from amqpbroker.testing.pytest_plugin import each_version
@@ -40,18 +39,6 @@ def refusal(conn: BlockingConnection, queue: str, **kwargs: Any) -> str:
         channel.queue_declare(queue, **kwargs)
     assert info.value.reply_code == 406
     return str(info.value.reply_text)
-
-
-def get_eventually(ch: BlockingChannel, queue: str) -> tuple[Any, Any, bytes]:
-    """basic.get until something is there (RabbitMQ's quorum queues dead-letter
-    asynchronously; this broker at once)."""
-    deadline = time.monotonic() + 5
-    while True:
-        method, properties, body = ch.basic_get(queue, auto_ack=True)
-        if method is not None:
-            return method, properties, body
-        assert time.monotonic() < deadline, f"nothing arrived in {queue}"
-        time.sleep(0.02)
 
 
 def bodies(ch: BlockingChannel, queue: str) -> list[bytes]:
@@ -138,8 +125,17 @@ def test_quorum_declare_rules(
         {"x-ha-policy": "all", "x-custom": 1},  # unknown to every type: accepted
     ],
 )
-def test_quorum_declare_accepts(ch: BlockingChannel, arguments: dict[str, Any]) -> None:
+def test_quorum_declare_accepts(
+    ch: BlockingChannel, conn: BlockingConnection, vhost: str, arguments: dict[str, Any]
+) -> None:
     queue = new_queue(ch, durable=True, arguments={**QUORUM, **arguments})
+    ok = ch.queue_declare(queue, passive=True).method
+    assert (ok.queue, ok.message_count, ok.consumer_count) == (queue, 0, 0)
+    # It is a quorum queue: declaring it as a classic one is refused (RabbitMQ 3.10's text).
+    assert refusal(conn, queue, durable=True, arguments=arguments) == (
+        f"PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '{queue}' in vhost "
+        f"'{vhost}': received none but current is the value 'quorum' of type 'longstr'"
+    )
     ch.queue_delete(queue)
 
 
@@ -443,7 +439,8 @@ def test_global_qos_is_not_supported(
 
 
 def test_exclusive_consumers_are_not_enforced(conn: BlockingConnection, quorum: str) -> None:
-    # RabbitMQ 3.10's quorum queues accept both orders.
+    # RabbitMQ 3.10's quorum queues accept both orders: all three are consumers.
     conn.channel().basic_consume(quorum, Inbox())
     conn.channel().basic_consume(quorum, Inbox(), exclusive=True)
     conn.channel().basic_consume(quorum, Inbox())
+    assert conn.channel().queue_declare(quorum, passive=True).method.consumer_count == 3

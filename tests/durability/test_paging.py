@@ -8,7 +8,6 @@ need only hundreds of messages.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import amqpbroker
 from amqpbroker.broker import queue as queue_module
 from amqpbroker.server import pager as pager_module
 from amqpbroker.store import MessageRecord, StoreError
+from amqpbroker.testing import eventually
 from amqpbroker.testing.pytest_plugin import each_version, marked_version
 
 WINDOW = 100
@@ -38,12 +38,21 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def clock() -> amqpbroker.ManualClock:
+    """Broker time, moved by the tests that need message TTLs to run out."""
+    return amqpbroker.ManualClock()
+
+
+@pytest.fixture
 def broker(
-    small_window: None, data_dir: Path, request: pytest.FixtureRequest
+    small_window: None,
+    data_dir: Path,
+    clock: amqpbroker.ManualClock,
+    request: pytest.FixtureRequest,
 ) -> Iterator[amqpbroker.Broker]:
     version = marked_version(request.node)
     extra = {} if version is None else {"rabbitmq_version": version}
-    with amqpbroker.Broker(data_dir=str(data_dir), sync="off", **extra) as running:
+    with amqpbroker.Broker(data_dir=str(data_dir), sync="off", clock=clock, **extra) as running:
         yield running
 
 
@@ -234,26 +243,24 @@ def _count(channel, queue: str) -> int:
 
 
 def _wait_for_count(channel, queue: str, want: int, timeout: float = 10.0) -> int:
-    deadline = time.monotonic() + timeout
-    while (count := _count(channel, queue)) != want and time.monotonic() < deadline:
-        channel.connection.sleep(0.05)
-    return count
+    """The count, once it is ``want`` (pages are read in by a worker thread)."""
+    eventually(lambda: _count(channel, queue) == want, timeout=timeout)
+    return _count(channel, queue)
 
 
 def test_paged_ttl_queue_expires_and_dead_letters_the_messages_on_disk_too(
-    broker: amqpbroker.Broker,
+    broker: amqpbroker.Broker, clock: amqpbroker.ManualClock
 ) -> None:
     connection, channel = _confirmed_channel(broker)
     try:
         _dead_letter_queue(channel)
-        # Long enough for all 350 to be published (confirmed) before the first expires,
-        # on a busy machine too.
         args = {"x-message-ttl": 2000, **DEAD_LETTER_TO_DEAD}
         channel.queue_declare("long", durable=True, arguments=args)
         bodies = [b"t%04d" % i for i in range(350)]
         _publish_confirmed(channel, "long", bodies)
         assert _queue_state(broker)[0] == "PagedFeatureQueue"
         assert _count(channel, "long") == 350
+        clock.advance(2.001)  # those paged out have their deadlines stored to the ms
         # No consumer: the head expires on its timer, and what was on disk is read in
         # and expires in turn, in order, every one dead-lettered.
         assert _wait_for_count(channel, "dead", 350) == 350
@@ -322,7 +329,7 @@ def test_paged_byte_limit_counts_the_tail_after_a_restart(
 
 
 def test_message_with_expiration_in_a_paged_plain_queue_expires(
-    broker: amqpbroker.Broker,
+    broker: amqpbroker.Broker, clock: amqpbroker.ManualClock
 ) -> None:
     connection, channel = _confirmed_channel(broker)
     try:
@@ -333,7 +340,7 @@ def test_message_with_expiration_in_a_paged_plain_queue_expires(
         _publish_confirmed(channel, "long", [b"short-lived"], expiration="100")
         _publish_confirmed(channel, "long", [b"last"])
         assert _queue_state(broker)[0] == "PagedFeatureQueue"
-        channel.connection.sleep(0.3)
+        clock.advance(0.101)  # paged out, its deadline is stored to the ms
         # It expires when it reaches the head, so it is never delivered.
         assert _drain(channel) == [*bodies, b"last"]
     finally:
@@ -341,17 +348,17 @@ def test_message_with_expiration_in_a_paged_plain_queue_expires(
 
 
 def test_message_stored_with_expiration_behind_the_recovered_window_expires(
-    small_window: None, data_dir: Path
+    small_window: None, data_dir: Path, clock: amqpbroker.ManualClock
 ) -> None:
     bodies = [b"w%04d" % i for i in range(300)]
-    with amqpbroker.Broker(data_dir=str(data_dir), sync="off") as broker:
+    with amqpbroker.Broker(data_dir=str(data_dir), sync="off", clock=clock) as broker:
         connection, channel = _confirmed_channel(broker)
         channel.queue_declare("long", durable=True)
         _publish_confirmed(channel, "long", bodies)
         _publish_confirmed(channel, "long", [b"short-lived"], expiration="200")
         connection.close()
-    time.sleep(0.3)
-    with amqpbroker.Broker(data_dir=str(data_dir), sync="off") as broker:
+    clock.advance(0.201)  # while no broker runs (deadlines are stored to the ms)
+    with amqpbroker.Broker(data_dir=str(data_dir), sync="off", clock=clock) as broker:
         # The first window has no TTL in it: the queue comes back plain and paged, and
         # gains its features when the stored deadline is read in.
         assert _queue_state(broker)[0] == "PagedQueue"

@@ -4,13 +4,14 @@ a channel, never the connection."""
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from amqpbroker.testing import eventually
 
 # Upper bound on any one wait for a broker.
 WAIT = 5.0
@@ -33,12 +34,11 @@ def connect(port: int, vhost: str = "/") -> BlockingConnection:
 
 
 def wait_until(conn: BlockingConnection, predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError("timed out waiting for the broker")
-        conn.process_data_events(time_limit=min(remaining, 0.05))
+    def read_then_check() -> bool:
+        conn.process_data_events(time_limit=0.001)
+        return predicate()
+
+    eventually(read_then_check, timeout=WAIT)
 
 
 def broker_error(conn: BlockingConnection, action: Callable[[BlockingChannel], Any]) -> str:

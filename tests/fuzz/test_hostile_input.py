@@ -24,7 +24,6 @@ import logging
 import os
 import socket
 import struct
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +35,7 @@ from pamqp import header as header_module
 from rawamqp import Closed, RawClient
 
 import amqpbroker
+from amqpbroker.testing import eventually
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 # After sending, how long the client listens for the broker's reaction before it
@@ -379,11 +379,14 @@ def still_serves(broker: amqpbroker.Broker) -> None:
 
 
 def wait_released(broker: amqpbroker.Broker) -> None:
-    assert broker.core is not None
-    deadline = time.monotonic() + RELEASE_TIMEOUT
-    while broker.core.sessions:
-        assert time.monotonic() < deadline, f"sessions left behind: {broker.core.sessions}"
-        time.sleep(0.002)
+    core = broker.core
+    assert core is not None
+
+    def released() -> bool:
+        assert not core.sessions, f"sessions left behind: {core.sessions}"
+        return True
+
+    eventually(released, timeout=RELEASE_TIMEOUT)
 
 
 # ------------------------------------------------------------------- the test

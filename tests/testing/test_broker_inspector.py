@@ -6,7 +6,6 @@ Driven with pika through the plugin's own fixtures, as a user's test would be.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pika
@@ -165,10 +164,8 @@ def test_a_failed_wait_shows_the_state(channel, amqp_inspector) -> None:
     channel.basic_publish("orders", "new", b"order 1")
     amqp_inspector.wait_for_messages("billing", 1)
 
-    started = time.monotonic()
     with pytest.raises(WaitTimeout) as failure:
         amqp_inspector.wait_for_messages("billing", 2, timeout=0.1)
-    assert time.monotonic() - started < 2
     text = str(failure.value)
     assert "timed out after 0.1 s waiting for queue 'billing' to hold exactly 2" in text
     assert "queue 'billing': 1 ready, 0 unacked, 0 consumers" in text

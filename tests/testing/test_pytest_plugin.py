@@ -160,14 +160,18 @@ def test_external_broker_without_management_cleans_up_what_tests_declared(
 
         def test_inspector_is_skipped(amqp_inspector):
             raise AssertionError("not reached")
+
+        def test_clock_is_skipped(amqp_clock):
+            raise AssertionError("not reached")
         """,
         "--amqp-url",
         amqp_url,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "1 passed, 1 skipped" in result.stdout.splitlines()[-1], output
+    assert "1 passed, 2 skipped" in result.stdout.splitlines()[-1], output
     assert "amqp_inspector looks inside the embedded broker" in result.stdout
+    assert "amqp_clock drives the embedded broker's time" in result.stdout
     assert "each test's declared queues and exchanges are deleted after it" in result.stdout
     assert ":***@" in result.stdout and "guest:guest" not in result.stdout
 
@@ -176,6 +180,39 @@ def test_external_broker_without_management_cleans_up_what_tests_declared(
     assert "ex" not in amqp_broker.call(lambda: list(vhost.exchanges))
     sessions = amqp_broker.call(lambda: [s for s in amqp_broker.core.sessions if s.vhost is vhost])
     assert sessions == []
+
+
+def test_amqp_clock_is_frozen_for_its_test_only(tmp_path: Path) -> None:
+    result = run_pytest(
+        tmp_path,
+        """
+        import time
+
+        import pika
+
+        from amqpbroker.testing import eventually
+
+        def test_a_day_passes(amqp_url, amqp_clock):
+            connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.queue_declare("q", arguments={"x-message-ttl": 86_400_000})
+            channel.basic_publish("", "q", b"m")
+            before = amqp_clock()
+            amqp_clock.advance(86_399.999)
+            assert channel.queue_declare("q", passive=True).method.message_count == 1
+            amqp_clock.advance(0.001)
+            assert channel.queue_declare("q", passive=True).method.message_count == 0
+            assert amqp_clock() == before + 86_400
+            connection.close()
+
+        def test_the_next_test_runs_on_real_time_again(amqp_broker):
+            first = amqp_broker.clock()
+            eventually(lambda: amqp_broker.clock() > first)  # real time moves it
+            assert amqp_broker.clock() - time.time() > 86_399  # it never goes back
+        """,
+    )
+    assert passed(result, 2), result.stdout + result.stderr
 
 
 def test_environment_variable_selects_the_broker(tmp_path: Path, amqp_url: str) -> None:

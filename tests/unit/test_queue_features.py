@@ -296,6 +296,10 @@ def test_priority_ready_list_order_and_reinsert() -> None:
         ready.append(item)
     assert [qm.seq for qm in ready] == [1, 0, 3, 2]
     assert ready[0].seq == 1 and len(ready) == 4
+    # By index too, as the management API samples a long queue's first messages.
+    assert [ready[i].seq for i in range(4)] == [1, 0, 3, 2] and ready[-1].seq == 2
+    with pytest.raises(IndexError):
+        ready[4]
     taken = [ready.popleft(), ready.popleft(), ready.popleft()]
     ready.reinsert(taken[2])
     ready.reinsert(taken[1])
