@@ -17,7 +17,7 @@ _vhost_ids = itertools.count(1)
 collect_ignore = ["example_project"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def broker(_amqp_test_broker: object) -> amqpbroker.Broker:
     """The plugin's embedded broker of the release the test is marked with
     (``@pytest.mark.rabbitmq_version("3.10")``), else of the session's (4.0, or
