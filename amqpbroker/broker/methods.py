@@ -20,8 +20,7 @@ from .. import errors
 from ..protocol import basic_codec, method_codec
 from . import reply_to
 from .args_equivalence import amqp_type
-from .channel import Channel
-from .consumer import Consumer
+from .channel import Channel, Consumer
 from .queue import Queue
 
 if TYPE_CHECKING:

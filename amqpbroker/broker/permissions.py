@@ -37,16 +37,45 @@ not implemented: with none set, RabbitMQ allows everything too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import errors
-from ..auth.users import CONFIGURE, READ, WRITE, Permission
+from ..auth.users import CONFIGURE, READ, WRITE, Permission, UserDB
+from ..config import Settings
 from ..protocol import basic_codec, method_codec
 from .exchanges import EXCHANGE_TYPES
 
 if TYPE_CHECKING:
     from .channel import Channel
-    from .session import Session
+    from .vhost import VirtualHost
+
+
+class Node(Protocol):
+    """What the checks read of the broker (broker/broker.py's Broker)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def users(self) -> UserDB: ...
+
+
+class Session(Protocol):
+    """The connection a method runs for, as the checks see it (broker/session.py's
+    Session; the broker's domain never imports it)."""
+
+    # The user database generation at which the user was last seen unrestricted in
+    # the vhost (check_publish), -1: not known to be.
+    unrestricted_at: int
+
+    @property
+    def broker(self) -> Node: ...
+
+    @property
+    def vhost(self) -> VirtualHost | None: ...
+
+    @property
+    def user(self) -> str | None: ...
 
 # Direct reply-to's pseudo-queue: consuming from it needs no permission (RabbitMQ).
 _REPLY_TO = "amq.rabbitmq.reply-to"
@@ -127,12 +156,10 @@ def check_publish(session: Session, method_payload: bytes) -> None:
     _Access(session, permission).require(WRITE, "exchange", exchange)
 
 
-def check_server_named(owner: Any, name: str, arguments: dict[str, Any]) -> None:
+def check_server_named(owner: Session | None, name: str, arguments: dict[str, Any]) -> None:
     """queue.declare of a server-named queue: RabbitMQ checks ``configure`` on the
     generated name (the vhost calls this once it has drawn the name)."""
-    from .session import Session
-
-    if not isinstance(owner, Session) or owner.vhost is None:
+    if owner is None or owner.vhost is None:
         return  # not a client connection (embedding or management code)
     permission = _permission(owner)
     if permission is not None and permission.unrestricted and not _limited(owner, _QUEUE_DECLARE):

@@ -50,7 +50,7 @@ from .message import Message, QueuedMessage
 from .ready import Ready, Tail, reinsert
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
+    from .ports import Consumer
     from .queue_arguments import QueueOptions
     from .timers import Timers
 

@@ -2,8 +2,11 @@
 
 The session implements the protocol's :class:`~amqpbroker.protocol.connection.Handler`:
 the sans-IO :class:`AMQPConnection` turns bytes into calls here, and this object
-turns them into broker operations.  Its output goes into the protocol's output list;
-the I/O layer (``server``) is told through ``wake`` that there is something to send.
+turns them into broker operations.  It is the top of ``broker/``: nothing there imports
+it; the domain reaches it through the interfaces of :mod:`.ports` it implements (the
+channels' :class:`~.ports.Outbox`, the broker's :class:`~.ports.Connection`).  Its
+output goes into the protocol's output list; the I/O layer (``server``) is told through
+``wake`` that there is something to send.
 
 Backpressure: when more than ``HIGH_WATER`` bytes of deliveries wait unsent, the
 session stops taking deliveries (consumers report no room) until the writer has
@@ -75,8 +78,6 @@ class Session:
         self.user: str | None = None
         self.writable = True
         self.out_size = 0
-        # HIGH_WATER where Channel.deliver (which writes without write_frames) reads it.
-        self.high_water = HIGH_WATER
         self.wake: Callable[[], None] = _noop
         self.exclusive_queues: set[Queue] = set()
         # Channels with confirms to flush once the current batch of input is done.
@@ -125,9 +126,33 @@ class Session:
             for channel in list(self.channels.values()):
                 channel.resume()
 
+    # ------------------------------------------------------------ ports.Outbox
+
+    @property
+    def frame_max(self) -> int:
+        return self.proto.frame_max
+
+    def write(self, data: bytes) -> None:
+        # Hot path: once per delivery (Channel.deliver).
+        self.proto.out.append(data)
+        size = self.out_size = self.out_size + len(data)
+        if size > HIGH_WATER:
+            self.writable = False
+        self.wake()
+
     def send(self, data: bytes) -> None:
         self.proto.out.append(data)
         self.wake()
+
+    def wants(self, capability: str) -> bool:
+        return self.proto.wants(capability)
+
+    def close_channel(self, number: int, error: errors.AMQPError) -> None:
+        self.proto.close_channel(number, error)
+        self.wake()
+
+    def flush_confirms_later(self, channel: Channel) -> None:
+        self.dirty.add(channel)
 
     def send_method(self, channel: int, method: Any) -> None:
         self.proto.out.append(method_codec.encode_method(channel, method))
@@ -141,14 +166,6 @@ class Session:
             basic_codec.encode_content(channel, message.header, message.body, self.proto.frame_max)
         )
         self.out_size += len(message.body) + len(message.header) + 64
-        if self.out_size > HIGH_WATER:
-            self.writable = False
-        self.wake()
-
-    def write_frames(self, data: bytes, size: int) -> None:
-        """Encoded frames (a whole delivery), counted as ``size`` bytes of backlog."""
-        self.proto.out.append(data)
-        self.out_size += size
         if self.out_size > HIGH_WATER:
             self.writable = False
         self.wake()
@@ -180,7 +197,8 @@ class Session:
         log.info("connection %s opened: user '%s', vhost '%s'", self.peer, user, vhost)
 
     def on_channel_open(self, channel: int) -> None:
-        ch = self.channels[channel] = Channel(self, channel)
+        assert self.vhost is not None  # channel.open is refused before connection.open
+        ch = self.channels[channel] = Channel(self, channel, self.vhost)
         frame_max = self.proto.frame_max
         if not frame_max or frame_max >= reader.CONTENT_FRAME_MAX:
             ch.content_number = channel
@@ -271,22 +289,21 @@ class Session:
     def next_consumer_tag(self) -> str:
         return methods.generated_tag("amq.ctag-")
 
-    def vhost_remove_queue(self, queue: Queue) -> None:
-        if self.vhost is not None:
-            self.vhost.remove_queue(queue)
-
-    def cancel_consumers_of(self, queue: Queue) -> None:
-        """The queue was deleted: drop our consumers of it and tell the client."""
-        notify = self.proto.wants("consumer_cancel_notify")
-        for channel in self.channels.values():
-            for tag, consumer in list(channel.consumers.items()):
-                if consumer.queue is queue:
-                    del channel.consumers[tag]
-                    if notify:
-                        methods.send_cancel(self, channel.number, tag)
-
     def force_close(
         self, text: str = "broker forced connection closure with reason 'shutdown'"
     ) -> None:
         self.proto.close_connection(errors.ConnectionForced(text))
         self.wake()
+
+
+def client_sessions(broker: Broker) -> list[Session]:
+    """The broker's open connections as sessions, for code above the domain
+    (management) that reads more of them than :class:`~.ports.Connection` says."""
+    return [session for session in broker.sessions if isinstance(session, Session)]
+
+
+def session_of(channel: Channel) -> Session:
+    """The session a channel writes to (its :class:`~.ports.Outbox`)."""
+    outbox = channel.outbox
+    assert isinstance(outbox, Session)
+    return outbox

@@ -46,7 +46,7 @@ def _session(ctx: ManagementContext, vhost: VirtualHost, user: str) -> tuple[Ses
     session = Session(ctx.broker, "")
     session.vhost = vhost
     session.user = user
-    channel = Channel(session, 1)
+    channel = Channel(session, 1, vhost)
     session.channels[1] = channel
     return session, channel
 
