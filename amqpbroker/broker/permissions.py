@@ -77,6 +77,7 @@ class Session(Protocol):
     @property
     def user(self) -> str | None: ...
 
+
 # Direct reply-to's pseudo-queue: consuming from it needs no permission (RabbitMQ).
 _REPLY_TO = "amq.rabbitmq.reply-to"
 _DEAD_LETTER_EXCHANGE = "x-dead-letter-exchange"
@@ -154,6 +155,24 @@ def check_publish(session: Session, method_payload: bytes) -> None:
     if immediate:
         return  # 540 NOT_IMPLEMENTED comes first in RabbitMQ
     _Access(session, permission).require(WRITE, "exchange", exchange)
+
+
+class Principal:
+    """A user acting in a vhost without a client connection of its own (the
+    management API's publish): the :class:`Session` the checks take."""
+
+    __slots__ = ("broker", "unrestricted_at", "user", "vhost")
+
+    def __init__(self, broker: Node, vhost: VirtualHost, user: str) -> None:
+        self.broker = broker
+        self.vhost: VirtualHost | None = vhost
+        self.user: str | None = user
+        self.unrestricted_at = -1
+
+
+def check_write(session: Session, exchange: str) -> None:
+    """Publishing to ``exchange`` (check_publish without a method frame)."""
+    _Access(session, _permission(session)).require(WRITE, "exchange", exchange)
 
 
 def check_server_named(owner: Session | None, name: str, arguments: dict[str, Any]) -> None:

@@ -104,12 +104,12 @@ def may_request(header: bytes) -> bool:
     return len(header) > 13 and bool(header[12] & _REPLY_TO_FLAG)
 
 
-def rewrite_request(channel: Channel, message: Message) -> Message:
+def rewrite_request(channel: Channel | None, message: Message) -> Message:
     """A request with ``reply_to: amq.rabbitmq.reply-to`` gets the channel's reply
     name instead; other messages are returned unchanged."""
     if message.properties.reply_to != REPLY_TO:
         return message
-    queue = _reply_queue(channel)
+    queue = _reply_queue(channel) if channel is not None else None
     if queue is None:
         raise errors.PreconditionFailed("fast reply consumer does not exist")
     properties = props.decode_properties(message.header)

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..protocol import basic_codec, method_codec, reader
 from ..protocol.connection import AMQPConnection
+from ..protocol.reader import FIRST, OTHER, SAME_HEADER
 from . import methods, permissions, publish
 from .channel import Channel
 from .message import Message
+from .publish_checks import PublishCache
 from .queue import Queue
 from .vhost import VirtualHost
 
@@ -86,17 +88,9 @@ class Session:
         # alarm is raised), and it has been sent connection.blocked.
         self.published = False
         self.told_blocked = False
-        # The property bytes of the last publish whose properties passed the checks
-        # (publish._checked_exchange): publishers mostly repeat the same properties.
-        self.checked_properties = b""
-        # The last header payload object that passed them (FrameReader.next_publish
-        # hands out the same object while a publisher repeats its header bytes).
-        self.checked_header = b""
-        # What another header must share with them to pass too (publish._property_shape).
-        self.checked_shape: publish.PropertyShape | None = None
-        # The last basic.publish method payload object and its decoded fields.
-        self.last_publish = b""
-        self.last_publish_fields: tuple[str, str, bool, bool] = ("", "", False, False)
+        # What the publish path decoded and checked, reused while publishes repeat
+        # (publish_checks.py; replaced with the user's own at connection.open).
+        self.publish_cache = PublishCache("")
         # For the management API and metrics: when the connection came, and bytes
         # read / written (counted by the server per socket read / send, not per frame).
         self.connected_at = time.time()
@@ -193,6 +187,7 @@ class Session:
             raise errors.NotAllowed(f"access to vhost '{vhost}' refused for user '{user}'")
         self.vhost = host
         self.user = user
+        self.publish_cache = PublishCache(user)
         self.broker.totals.connections_opened += 1
         log.info("connection %s opened: user '%s', vhost '%s'", self.peer, user, vhost)
 
@@ -229,7 +224,27 @@ class Session:
         body: bytes | None,
         content: bytes | None = None,
         repeats: Sequence[bytes] = (),
+        repeat: int = OTHER,
     ) -> None:
+        # The publish caches (publish_checks.py) follow the reader's last publish:
+        # updated before anything below can fail, so a later repeat never reuses
+        # what was kept of another publish.
+        cache = self.publish_cache
+        checked = False
+        if repeat > FIRST:  # SAME_METHOD or SAME_HEADER: no decode, not even a lookup
+            fields = cache.fields
+            if repeat == SAME_HEADER:
+                checked = cache.header_ok
+            else:
+                cache.header_ok = False
+            if fields is None:
+                fields = basic_codec.decode_publish(method_payload)
+        elif repeat == FIRST:
+            cache.fields = None
+            cache.header_ok = False
+            fields = cache.fields = basic_codec.decode_publish(method_payload)
+        else:
+            fields = basic_codec.decode_publish(method_payload)
         if not self.published:
             self.published = True
             if self.broker.alarms.blocking:
@@ -238,29 +253,37 @@ class Session:
             permissions.check_publish(self, method_payload)
         ch = self.channels[channel]
         ch.published += 1 + len(repeats)  # metrics: the one increment per message
-        if method_payload is self.last_publish:
-            # FrameReader.next_publish hands out the same payload object while a
-            # publisher repeats it: no decode, not even a cache lookup.
-            exchange, routing_key, mandatory, immediate = self.last_publish_fields
-        else:
-            fields = basic_codec.decode_publish(method_payload)
-            exchange, routing_key, mandatory, immediate = fields
-            self.last_publish = method_payload
-            self.last_publish_fields = fields
+        exchange, routing_key, mandatory, immediate = fields
         if immediate:
             raise errors.NotImplemented_("immediate=true", class_id=60, method_id=40)
+        vhost = self.vhost
+        assert vhost is not None
         if ch.tx is not None:
             if body is None:
                 assert content is not None
                 body = reader.content_body(header, content)
-            publish.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
-            for more in repeats:
-                body = reader.content_body(header, more)
-                publish.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
-            return
-        publish.route_publish(
-            self, ch, exchange, routing_key, mandatory, header, body, content, repeats
-        )
+            bodies = [body, *(reader.content_body(header, more) for more in repeats)]
+            for body in bodies:
+                publish.publish_in_tx(
+                    self.broker, vhost, cache, ch, exchange, routing_key, mandatory, header, body
+                )
+        else:
+            publish.route_publish(
+                self.broker,
+                vhost,
+                cache,
+                ch,
+                exchange,
+                routing_key,
+                mandatory,
+                header,
+                body,
+                content,
+                repeats,
+                checked,
+            )
+        if repeat >= FIRST and not checked:
+            cache.header_ok = True  # it passed the checks (or had nothing to check)
 
     @property
     def read_paused(self) -> bool:
@@ -285,9 +308,6 @@ class Session:
         )
 
     # ------------------------------------------------------------- helpers
-
-    def next_consumer_tag(self) -> str:
-        return methods.generated_tag("amq.ctag-")
 
     def force_close(
         self, text: str = "broker forced connection closure with reason 'shutdown'"
