@@ -132,10 +132,13 @@ class Channel:
         "tx",
         "unacked",
         "vhost",
+        "write",
     )
 
     def __init__(self, outbox: Outbox, number: int, vhost: VirtualHost) -> None:
         self.outbox = outbox
+        # outbox.write, bound once: Channel.deliver calls it once per delivery.
+        self.write = outbox.write
         self.number = number
         self.vhost = vhost
         # Set by close(): a group commit that ends later has no confirms to send here.
@@ -201,7 +204,7 @@ class Channel:
             elif qm.persisted:
                 queue.settled(qm)
         else:
-            assert message is not None and consumer.no_ack
+            assert message is not None  # and consumer.no_ack: Queue.publish's rule
             redelivered = False
         content = message.content
         if content is not None and message.content_channel == self.content_number:
@@ -232,7 +235,7 @@ class Channel:
                 message.body,
                 self.outbox.frame_max,
             )
-        self.outbox.write(data)
+        self.write(data)
 
     def deliver_get(self, queue: Queue, qm: QueuedMessage, no_ack: bool) -> None:
         tag = self.next_tag

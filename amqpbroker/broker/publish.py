@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from .broker import Broker
     from .channel import Channel
     from .queue import Queue
-    from .vhost import VirtualHost
 
 __all__ = ["Outcome", "publish_in_tx", "route_publish"]
 
@@ -49,7 +48,6 @@ _RETURNED, _UNROUTABLE = Outcome.RETURNED, Outcome.UNROUTABLE
 
 def publish_in_tx(
     broker: Broker,
-    vhost: VirtualHost,
     cache: PublishCache,
     channel: Channel,
     exchange_name: str,
@@ -62,30 +60,17 @@ def publish_in_tx(
     assert channel.tx is not None
     # RabbitMQ checks the exchange and the properties when the publish arrives, so a
     # bad one fails the channel before anything is committed.
-    checked_exchange(vhost, cache, exchange_name, header)
+    checked_exchange(cache, exchange_name, header)
 
     def commit() -> None:
-        # The properties passed when the publish arrived; the exchange is looked up
-        # again (it may have gone since).
-        route_publish(
-            broker,
-            vhost,
-            cache,
-            channel,
-            exchange_name,
-            routing_key,
-            mandatory,
-            header,
-            body,
-            checked=True,
-        )
+        # Checked again: the exchange may have gone since (the properties pass again).
+        route_publish(broker, cache, channel, exchange_name, routing_key, mandatory, header, body)
 
     channel.tx.append(commit)
 
 
 def route_publish(
     broker: Broker,
-    vhost: VirtualHost,
     cache: PublishCache,
     channel: Channel | None,
     exchange_name: str,
@@ -95,29 +80,28 @@ def route_publish(
     body: bytes | None,
     content: bytes | None = None,
     repeats: Sequence[bytes] = (),
-    checked: bool = False,
 ) -> Outcome:
     """Check, route and enqueue a publish; on a client's ``channel``, then return it
     (mandatory, unroutable) or confirm it.  ``body`` is None when it is the one in
     ``content`` (see Message).  Each of ``repeats`` is the content of one more publish
     with the same method and header payloads (FrameReader.next_repeats), published
-    after it.  ``checked``: the header is known to have passed the property checks
-    on this connection (publish_checks.py), which are then skipped.  Without a
-    channel (the management API) nothing is written anywhere: the outcome says
-    what a client would have been told.
+    after it.  ``cache`` is the publisher's (publish_checks.py): its vhost, its user
+    and what it checked before.  Without a channel (the management API) nothing is
+    written anywhere: the outcome says what a client would have been told.
 
     Hot path (once per publish): the common case -- an existing, non-internal
-    exchange, properties already checked, no special properties, no
-    exchange-to-exchange bindings -- is written out here rather than through
-    checked_exchange and VirtualHost.route, which handle everything else.  The
+    exchange, no properties or ones equal to (or shaped as) the last that passed, no
+    special properties, no exchange-to-exchange bindings -- is written out here
+    rather than through VirtualHost.route, which handles everything else.  The
     checks and the routing are done once for ``repeats`` too: their outcome depends
-    only on the method and header bytes, the connection's user, and exchanges,
+    only on the method and header bytes, the publisher's user, and exchanges,
     queues and bindings, which publishing does not change.
     """
+    vhost = cache.vhost
     exchange = vhost.exchanges.get(exchange_name)
-    if exchange is None or exchange.internal or (not checked and (header[12] or header[13] & 0xFC)):
-        exchange = checked_exchange(vhost, cache, exchange_name, header)
-    number = channel.number if channel is not None else 0
+    if exchange is None or exchange.internal or header[12] or header[13] & 0xFC:
+        exchange = checked_exchange(cache, exchange_name, header)
+    number = channel.number if channel else 0
     message = Message(exchange_name, routing_key, header, body, content, number)
     special = header[12] & publish_extras.SPECIAL_FLAGS
     queues: Collection[Queue] = ()
@@ -130,7 +114,7 @@ def route_publish(
         if not queues and "alternate-exchange" in exchange.arguments:
             queues = vhost.route(exchange, routing_key, message)
     observers = broker.publish_observers
-    confirm = channel is not None and channel.confirm
+    confirm = channel.confirm if channel else False
     flush = False
     index = 0
     try:

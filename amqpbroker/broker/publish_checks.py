@@ -4,20 +4,17 @@ Every basic.publish is checked before it is routed, in RabbitMQ's order: the exc
 exists (404), is not internal (403), and the properties decode, with a user_id equal
 to the connection's user and an expiration that parses (406; malformed properties
 close the connection, 541).  Publishers mostly send the same kind of message again
-and again, so a :class:`PublishCache` per connection holds everything the publish
-path reuses:
+and again, so a :class:`PublishCache` per connection holds what the publish path
+reuses, next to the vhost and user it publishes as:
 
-- ``fields``: the decoded basic.publish method of the frame reader's last whole
-  publish (protocol/reader.py): valid while the reader says a publish repeats it
-  (``repeat`` >= reader.SAME_METHOD);
-- ``header_ok``: the reader's last content header passed the checks (valid while
-  ``repeat`` == reader.SAME_HEADER): such a publish is not checked at all;
-- ``properties`` and ``shape``: the last property bytes that passed, and what another
-  header must share with them to pass too: a header equal to them, or of the same
-  shape, is not scanned (whatever path it came by).
-
-The checks depend only on the header bytes and the connection's user, never on
-which exchange or queue: so these are safe to reuse across exchanges and channels.
+- ``fields``: the decoded basic.publish method of the frame reader's last FIRST
+  publish (protocol/reader.py), valid while the reader says a publish has the
+  SAME_METHOD or SAME_HEADER (kept up to date by Session.on_publish before anything
+  can fail);
+- ``properties`` and ``shape``: the last property bytes that passed the checks, and
+  what another header must share with them to pass too: a header equal to them, or
+  of the same shape, is not scanned (whatever path it came by).  The checks depend
+  only on the header bytes and the user, never on the exchange, queue or channel.
 """
 
 from __future__ import annotations
@@ -40,23 +37,23 @@ PropertyShape = tuple[int, Callable[[bytes], Any], Any]
 
 
 class PublishCache:
-    """One connection's publish caches (see the module docstring)."""
+    """One publisher's vhost and user, and its publish caches (see the module
+    docstring)."""
 
-    __slots__ = ("fields", "header_ok", "properties", "shape", "user")
+    __slots__ = ("fields", "properties", "shape", "user", "vhost")
 
-    def __init__(self, user: str) -> None:
+    def __init__(self, vhost: VirtualHost, user: str) -> None:
+        self.vhost = vhost
         self.user = user
         self.fields: tuple[str, str, bool, bool] | None = None
-        self.header_ok = False
         self.properties = b""
         self.shape: PropertyShape | None = None
 
 
-def checked_exchange(
-    vhost: VirtualHost, cache: PublishCache, exchange_name: str, header: bytes
-) -> Exchange:
+def checked_exchange(cache: PublishCache, exchange_name: str, header: bytes) -> Exchange:
     """The publish target, after RabbitMQ's publish-time checks, in its order:
     exchange exists (404), is not internal (403), user_id and expiration (406)."""
+    vhost = cache.vhost
     exchange: Exchange | None = vhost.exchanges.get(exchange_name)
     if exchange is None:
         raise errors.NotFound(f"no exchange '{exchange_name}' in vhost '{vhost.name}'")

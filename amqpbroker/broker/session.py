@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..protocol import basic_codec, method_codec, reader
 from ..protocol.connection import AMQPConnection
-from ..protocol.reader import FIRST, OTHER, SAME_HEADER
+from ..protocol.reader import FIRST, OTHER
 from . import methods, permissions, publish
 from .channel import Channel
 from .message import Message
@@ -89,8 +89,8 @@ class Session:
         self.published = False
         self.told_blocked = False
         # What the publish path decoded and checked, reused while publishes repeat
-        # (publish_checks.py; replaced with the user's own at connection.open).
-        self.publish_cache = PublishCache("")
+        # (publish_checks.py); made at connection.open, for the vhost and user.
+        self.publish_cache: PublishCache
         # For the management API and metrics: when the connection came, and bytes
         # read / written (counted by the server per socket read / send, not per frame).
         self.connected_at = time.time()
@@ -187,7 +187,7 @@ class Session:
             raise errors.NotAllowed(f"access to vhost '{vhost}' refused for user '{user}'")
         self.vhost = host
         self.user = user
-        self.publish_cache = PublishCache(user)
+        self.publish_cache = PublishCache(host, user)
         self.broker.totals.connections_opened += 1
         log.info("connection %s opened: user '%s', vhost '%s'", self.peer, user, vhost)
 
@@ -226,22 +226,15 @@ class Session:
         repeats: Sequence[bytes] = (),
         repeat: int = OTHER,
     ) -> None:
-        # The publish caches (publish_checks.py) follow the reader's last publish:
-        # updated before anything below can fail, so a later repeat never reuses
-        # what was kept of another publish.
+        # The decoded method is kept for the reader's last FIRST publish, updated
+        # before anything below can fail: a SAME_* one never reuses another's fields.
         cache = self.publish_cache
-        checked = False
-        if repeat > FIRST:  # SAME_METHOD or SAME_HEADER: no decode, not even a lookup
-            fields = cache.fields
-            if repeat == SAME_HEADER:
-                checked = cache.header_ok
-            else:
-                cache.header_ok = False
+        if repeat > FIRST:  # SAME_METHOD or SAME_HEADER
+            fields = cache.fields  # no decode, not even a cache lookup
             if fields is None:
                 fields = basic_codec.decode_publish(method_payload)
         elif repeat == FIRST:
             cache.fields = None
-            cache.header_ok = False
             fields = cache.fields = basic_codec.decode_publish(method_payload)
         else:
             fields = basic_codec.decode_publish(method_payload)
@@ -256,8 +249,6 @@ class Session:
         exchange, routing_key, mandatory, immediate = fields
         if immediate:
             raise errors.NotImplemented_("immediate=true", class_id=60, method_id=40)
-        vhost = self.vhost
-        assert vhost is not None
         if ch.tx is not None:
             if body is None:
                 assert content is not None
@@ -265,25 +256,12 @@ class Session:
             bodies = [body, *(reader.content_body(header, more) for more in repeats)]
             for body in bodies:
                 publish.publish_in_tx(
-                    self.broker, vhost, cache, ch, exchange, routing_key, mandatory, header, body
+                    self.broker, cache, ch, exchange, routing_key, mandatory, header, body
                 )
-        else:
-            publish.route_publish(
-                self.broker,
-                vhost,
-                cache,
-                ch,
-                exchange,
-                routing_key,
-                mandatory,
-                header,
-                body,
-                content,
-                repeats,
-                checked,
-            )
-        if repeat >= FIRST and not checked:
-            cache.header_ok = True  # it passed the checks (or had nothing to check)
+            return
+        publish.route_publish(
+            self.broker, cache, ch, exchange, routing_key, mandatory, header, body, content, repeats
+        )
 
     @property
     def read_paused(self) -> bool:

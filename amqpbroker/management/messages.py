@@ -133,7 +133,7 @@ def publish(
     broker.totals.published += 1
     # mandatory: an unroutable message is what a client would get back (routed false).
     outcome = route_publish(
-        broker, vhost, PublishCache(user), None, exchange, routing_key, True, header, body
+        broker, PublishCache(vhost, user), None, exchange, routing_key, True, header, body
     )
     store = broker.store
     if store is not None and store.has_pending():

@@ -39,7 +39,7 @@ from .. import errors
 from . import framing, handshake, method_codec, output
 from .channel import ChannelState
 from .handshake import CHANNEL_MAX, FRAME_MAX, HEARTBEAT, PRE_AUTH_FRAME_MAX, Phase
-from .reader import OTHER, FrameReader
+from .reader import OTHER, SAME_METHOD, FrameReader
 
 log = logging.getLogger("amqpbroker.protocol")
 
@@ -150,9 +150,6 @@ class AMQPConnection:
 
     # ------------------------------------------------------------------ output
 
-    def send(self, data: bytes) -> None:
-        self.out.append(data)
-
     def send_method(self, channel: int, method: Any) -> None:
         self.out.append(method_codec.encode_method(channel, method))
 
@@ -214,8 +211,9 @@ class AMQPConnection:
                     channel, method, header, content, repeat = publish
                     ch = channels.get(channel)
                     if ch is not None and ch.publish is None and not ch.closing:
-                        # self._publish written out (once per message).
-                        repeats = reader.next_repeats(max_body)
+                        # self._publish written out (once per message). A publish
+                        # with another header than the last: none repeat it whole.
+                        repeats = reader.next_repeats(max_body) if repeat != SAME_METHOD else ()
                         try:
                             on_publish(channel, method, header, None, content, repeats, repeat)
                         except errors.AMQPError as exc:

@@ -29,14 +29,14 @@ __all__ = [
     "SAME_METHOD",
     "FrameReader",
     "content_body",
-    "content_body_size",
 ]
 
-# How a publish FrameReader.next_publish hands out relates to the last one it handed
-# out: the caller keeps what it decoded and checked of that one, and may reuse it.
+# How a publish FrameReader.next_publish hands out relates to the last FIRST one: the
+# caller keeps what it decoded of that one (broker/publish_checks.PublishCache) and
+# reuses it for the SAME_* ones.
 FIRST = 0  # new bytes: from now on the publish later ones are compared with
-SAME_METHOD = 1  # the same method payload (the header differs, in property values)
-SAME_HEADER = 2  # the same method and content header payloads
+SAME_METHOD = 1  # its method payload, another header: next_repeats has nothing
+SAME_HEADER = 2  # its method and header payloads
 # A publish that did not come from next_publish (assembled frame by frame), or one it
 # took without remembering it: it relates to nothing.
 OTHER = -1
@@ -372,8 +372,3 @@ def content_body(header: bytes, content: bytes) -> bytes:
     """The body in ``content`` (a content header frame with payload ``header``,
     then one body frame), as :meth:`FrameReader.next_publish` hands them out."""
     return content[len(header) + 15 : -1]  # header frame (7 + payload + 1), body frame header
-
-
-def content_body_size(header: bytes, content: bytes) -> int:
-    """``len(content_body(header, content))`` without the slice."""
-    return len(content) - len(header) - 16

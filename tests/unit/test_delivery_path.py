@@ -439,7 +439,7 @@ def _run(
         # One frame per read: nothing is taken whole (reader.OTHER), and every check
         # starts from an empty cache.
         for frame in frames:
-            publisher.publish_cache = PublishCache("guest")
+            publisher.publish_cache = PublishCache(publisher.publish_cache.vhost, "guest")
             publisher.receive_data(frame)
     else:
         publisher.receive_data(b"".join(frames))
@@ -464,9 +464,9 @@ def _run(
 def test_publish_caches_agree_with_the_general_path(
     publishes: list[tuple[int, str, str, bool, int, bytes]],
 ) -> None:
-    # Decoded methods (PublishCache.fields), headers known to have passed
-    # (header_ok) and property bytes or layouts that passed (properties, shape) are
-    # reused while the frame reader says publishes repeat: what clients see --
+    # Decoded methods (PublishCache.fields) are reused while the frame reader says
+    # publishes repeat, and property bytes or layouts that passed (properties,
+    # shape) while headers match them: what clients see --
     # deliveries, returns, channel and connection closes -- must be what publishes
     # taken one frame at a time and checked from scratch give.
     assert _run(publishes, general=False) == _run(publishes, general=True)

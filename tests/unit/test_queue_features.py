@@ -282,6 +282,9 @@ class _Session:
     def send(self, data: bytes) -> None:
         self.sent.append(data)
 
+    def write(self, data: bytes) -> None:
+        raise AssertionError("no deliveries here")
+
 
 def test_refused_publishes_are_nacked_in_their_turn() -> None:
     session = _Session()
