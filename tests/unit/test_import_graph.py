@@ -19,12 +19,6 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "amqpbroker"
 
-# Modules of amqpbroker.broker still in a cycle until issue 14's first item (one Queue
-# holding swappable parts instead of changing class) lands: queue -> paging -> features
-# -> queue, vhost -> features -> (deadletter ->) vhost.  The test fails as soon as an
-# entry is no longer in any cycle: delete it then; the set only shrinks.
-QUEUE_CLUSTER = frozenset({"queue", "paging", "features", "vhost", "deadletter"})
-
 # What the bottom layers may import besides themselves.
 LOWER_ALLOWED = {
     "protocol": {"errors", "config"},
@@ -128,11 +122,7 @@ def test_the_graph_is_read_from_the_source() -> None:
 def test_broker_package_has_no_import_cycle() -> None:
     broker = _within(import_graph(), "amqpbroker.broker.")
     found = [_short(component) for component in cycles(broker)]
-    outside = [c for c in found if not set(c) <= QUEUE_CLUSTER]
-    assert not outside, f"import cycles in amqpbroker/broker/: {outside}"
-    still = set().union(*map(set, found)) if found else set()
-    stale = QUEUE_CLUSTER - still
-    assert not stale, f"no longer in a cycle, remove from QUEUE_CLUSTER: {sorted(stale)}"
+    assert not found, f"import cycles in amqpbroker/broker/: {found}"
 
 
 @pytest.mark.parametrize("layer", ["protocol", "store"])
