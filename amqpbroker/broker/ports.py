@@ -97,7 +97,8 @@ class Consumer(Protocol):
 
 class Connection(Protocol):
     """A client connection as the broker sees it: for resource alarms
-    (connection.blocked), consumer timeouts, and closing what a deleted vhost had."""
+    (connection.blocked, the memory they hold), consumer timeouts, and closing what a
+    deleted vhost had."""
 
     # Whether the connection has published (only publishers are blocked by an alarm),
     # and whether it has been sent connection.blocked.
@@ -112,6 +113,11 @@ class Connection(Protocol):
     @property
     def channels(self) -> Mapping[int, Any]:
         """Its open channels by number (broker/channel.py's Channel)."""
+        ...
+
+    @property
+    def out_size(self) -> int:
+        """Bytes of deliveries written and not yet sent (memory accounting)."""
         ...
 
     def wants(self, capability: str) -> bool: ...

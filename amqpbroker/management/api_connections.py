@@ -48,7 +48,7 @@ def _session(api: Api) -> Session:
 
 
 def _everyone(api: Api) -> list[Session]:
-    return [s for s in api.broker.sessions if s.vhost is not None]
+    return [s for s in client_sessions(api.broker) if s.vhost is not None]
 
 
 @routes.get("/api/connections")
