@@ -39,7 +39,6 @@ from .server.server import Server
 
 if TYPE_CHECKING:
     from .management.context import ManagementContext
-    from .testing.helpers import BrokerInspector
 
 T = TypeVar("T")
 
@@ -210,13 +209,6 @@ class Broker:
     def delete_vhost(self, name: str) -> None:
         assert self.core is not None
         self.call(self.core.delete_vhost, name)
-
-    def inspect(self, vhost: str = "/") -> BrokerInspector:
-        """A :class:`~amqpbroker.testing.BrokerInspector` on ``vhost``: queues,
-        bindings and messages without consuming them, and waits on them."""
-        from .testing.helpers import BrokerInspector
-
-        return BrokerInspector(self, vhost)
 
 
 def _management(core: BrokerCore, settings: Settings) -> tuple[ManagementContext, Any] | None:

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 from .. import errors
 
 if TYPE_CHECKING:
-    from .broker import Broker
     from .channel import Channel
+    from .ports import Connection
+    from .timers import Timers
 
 # The scan runs this often relative to the timeout, and at most this far apart
 # (RabbitMQ's channel tick is 60 s).
@@ -49,8 +50,9 @@ def timeout_text(channel: int, timeout_ms: int) -> str:
 class AckTimeouts:
     """The periodic scan; started by the broker when ``consumer_timeout`` is set."""
 
-    def __init__(self, broker: Broker, timeout_ms: int) -> None:
-        self.broker = broker
+    def __init__(self, timers: Timers, sessions: set[Connection], timeout_ms: int) -> None:
+        self.timers = timers
+        self.sessions = sessions
         self.timeout_ms = timeout_ms
         self.timeout = timeout_ms / 1000
         self.interval = min(max(self.timeout * SCAN_FRACTION, MIN_SCAN_INTERVAL), MAX_SCAN_INTERVAL)
@@ -58,14 +60,15 @@ class AckTimeouts:
         self._oldest: dict[Channel, tuple[int, float]] = {}
 
     def start(self) -> None:
-        self.broker.timers.call_later(self.interval, self.scan)
+        self.timers.call_later(self.interval, self.scan)
 
     def scan(self) -> None:
-        now = self.broker.clock()
+        now = self.timers.clock()
         seen = self._oldest
         oldest: dict[Channel, tuple[int, float]] = {}
         expired: list[Channel] = []
-        for session in list(self.broker.sessions):
+        for session in list(self.sessions):
+            channel: Channel
             for channel in session.channels.values():
                 if not channel.unacked:
                     continue
@@ -78,10 +81,8 @@ class AckTimeouts:
                     oldest[channel] = (tag, since)
         self._oldest = oldest
         for channel in expired:
-            session = channel.session
-            session.proto.close_channel(
+            channel.outbox.close_channel(
                 channel.number,
                 errors.PreconditionFailed(timeout_text(channel.number, self.timeout_ms)),
             )
-            session.wake()
-        self.broker.timers.call_later(self.interval, self.scan)
+        self.timers.call_later(self.interval, self.scan)

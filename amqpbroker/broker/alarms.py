@@ -20,7 +20,7 @@ from pamqp import commands
 from ..protocol import method_codec
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .ports import Connection
 
 MEMORY = "memory"
 DISK = "disk"
@@ -29,7 +29,7 @@ REASONS = {MEMORY: "low on memory", DISK: "low on disk"}
 
 
 class Alarms:
-    def __init__(self, sessions: set[Session]) -> None:
+    def __init__(self, sessions: set[Connection]) -> None:
         self._sessions = sessions
         self.raised: set[str] = set()
         # Called with True when publishers must stop being read, False when they may
@@ -62,9 +62,9 @@ class Alarms:
                     session.send(method_codec.encode_method(0, commands.Connection.Unblocked()))
             self.on_change(False)
 
-    def notify_blocked(self, session: Session) -> None:
+    def notify_blocked(self, session: Connection) -> None:
         """Tell a publishing connection it is blocked (once per alarm period)."""
-        if session.told_blocked or not session.proto.wants("connection.blocked"):
+        if session.told_blocked or not session.wants("connection.blocked"):
             return
         session.told_blocked = True
         reason = REASONS.get(min(self.raised), "low on resources")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 import attrs
@@ -28,8 +28,12 @@ from .vhost import VirtualHost
 
 if TYPE_CHECKING:
     from .channel import Channel
+    from .message import Message
+    from .ports import Connection
     from .recovery import RecoveryStats
-    from .session import Session
+
+    # observe(vhost, message, queues), called after each publish is routed.
+    PublishObserver = Callable[[VirtualHost, Message, Collection[Queue]], None]
 
 
 log = logging.getLogger("amqpbroker.auth")
@@ -84,7 +88,12 @@ class Broker:
         self.users = UserDB(store)
         if store is None:
             self.users.seed(self.settings.default_user, self.settings.default_pass, ["/"])
-        self.sessions: set[Session] = set()
+        # Open client connections (broker/session.py's Session, which the server adds).
+        self.sessions: set[Connection] = set()
+        # Called as observe(vhost, message, queues) after each publish is routed: the
+        # testing helpers record published messages with it.  Empty unless a test is
+        # recording, so the hot path pays one truthiness test for it.
+        self.publish_observers: list[PublishObserver] = []
         # Message and churn totals of closed connections (management, metrics).
         self.totals = Totals()
         self.store = store
@@ -98,7 +107,7 @@ class Broker:
         self.wake_pager: Callable[[], None] | None = None
         self.recovered: RecoveryStats | None = None
         if self.settings.consumer_timeout:
-            AckTimeouts(self, self.settings.consumer_timeout).start()
+            AckTimeouts(self.timers, self.sessions, self.settings.consumer_timeout).start()
         self.alarms = Alarms(self.sessions)
         # Why the disk alarm is up: free space under the limit, or commits failing.
         self.disk_low = False
@@ -198,9 +207,8 @@ class Broker:
     def finish_commit(self, batch: CommitBatch) -> None:
         """The commit is durable: release the confirms and replies that waited."""
         for channel, seq in batch.channels:
-            if channel.session.channels.get(channel.number) is channel:
+            if not channel.closed:
                 channel.committed(seq)
-                channel.session.wake()
         for callback in batch.callbacks:
             callback()
 
@@ -252,9 +260,8 @@ class Broker:
             self.users.set_permissions(name, vhost, *FULL_ACCESS)
 
     def _queue_deleted(self, queue: Queue) -> None:
-        sessions = {consumer.channel.session for consumer in queue.consumers}
-        for session in sessions:
-            session.cancel_consumers_of(queue)
+        for consumer in list(queue.consumers):
+            consumer.queue_deleted()
         queue.consumers.clear()
 
     # -------------------------------------------------------------- users

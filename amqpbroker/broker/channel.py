@@ -3,25 +3,105 @@
 The protocol layer (``protocol.connection``) decides whether a channel is open;
 this object holds what a channel *owns* in the broker, and settles it when the
 channel goes away (unacked messages requeued at their original positions with
-redelivered=true, consumers cancelled).
+redelivered=true, consumers cancelled).  What it sends goes to its connection's
+:class:`~amqpbroker.broker.ports.Outbox`; a queue sees its consumers as
+:class:`~amqpbroker.broker.ports.Consumer`.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pamqp import commands
 
 from .. import errors
-from ..protocol import basic_codec
-from .consumer import Consumer
+from ..protocol import basic_codec, method_codec
 from .message import Message, QueuedMessage
 from .queue import Queue
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .ports import Outbox
+    from .vhost import VirtualHost
 
 _pack_delivery_tag = basic_codec.pack_delivery_tag
+
+
+class Consumer:
+    """One basic.consume on one channel, attached to one queue."""
+
+    __slots__ = (
+        "arguments",
+        "channel",
+        "deliver_exchange",
+        "deliver_pair",
+        "deliver_routing_key",
+        "deliver_start",
+        "exclusive",
+        "no_ack",
+        "prefetch",
+        "priority",
+        "queue",
+        "tag",
+        "unacked",
+    )
+
+    def __init__(
+        self,
+        channel: Channel,
+        tag: str,
+        queue: Queue,
+        *,
+        no_ack: bool,
+        exclusive: bool,
+        prefetch: int,
+        priority: int = 0,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        self.channel = channel
+        self.tag = tag
+        self.queue = queue
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        self.prefetch = prefetch  # per-consumer limit (basic.qos global=false), 0 = none
+        self.priority = priority
+        self.arguments = arguments or {}
+        self.unacked = 0
+        # The constant parts of this consumer's basic.deliver frame for the route
+        # of its last delivery (basic_codec.deliver_prefix): a queue's messages mostly
+        # share one exchange and routing key.
+        self.deliver_exchange: str | None = None
+        self.deliver_routing_key: str | None = None
+        self.deliver_start = b""
+        self.deliver_pair = b""
+
+    def can_take(self) -> bool:
+        """Room for one more delivery: prefetch limits and the connection's buffer."""
+        # Hot path (once per delivery): attribute reads only, no calls.
+        channel = self.channel
+        if self.no_ack:
+            return channel.outbox.writable
+        if self.prefetch and self.unacked >= self.prefetch:
+            return False
+        return channel.outbox.writable and (
+            not channel.global_prefetch or channel.consumer_unacked < channel.global_prefetch
+        )
+
+    def deliver(self, queue: Queue, qm: QueuedMessage) -> None:
+        self.channel.deliver(self, queue, qm)
+
+    def queue_deleted(self) -> None:
+        """Its queue is gone: the channel forgets it and tells the client."""
+        self.channel.forget(self)
+
+    def set_deliver_route(self, exchange: str, routing_key: str) -> None:
+        self.deliver_start, self.deliver_pair = basic_codec.deliver_prefix(
+            self.channel.number, self.tag, exchange, routing_key
+        )
+        self.deliver_exchange = exchange
+        self.deliver_routing_key = routing_key
+
 
 # One unacked delivery: the queue it came from, its queued message, its consumer
 # (None for basic.get).
@@ -32,6 +112,7 @@ class Channel:
     __slots__ = (
         "acked",
         "acked_upto",
+        "closed",
         "commit_queued",
         "commit_seq",
         "confirm",
@@ -44,17 +125,24 @@ class Channel:
         "last_queue",
         "next_tag",
         "number",
+        "outbox",
         "publish_seq",
         "published",
         "refused",
-        "session",
         "tx",
         "unacked",
+        "vhost",
+        "write",
     )
 
-    def __init__(self, session: Session, number: int) -> None:
-        self.session = session
+    def __init__(self, outbox: Outbox, number: int, vhost: VirtualHost) -> None:
+        self.outbox = outbox
+        # outbox.write, bound once: Channel.deliver calls it once per delivery.
+        self.write = outbox.write
         self.number = number
+        self.vhost = vhost
+        # Set by close(): a group commit that ends later has no confirms to send here.
+        self.closed = False
         # The channel number whose received content frames (Message.content) a
         # delivery here may forward as they are; -1 for none (set by the session
         # when the connection's frame_max admits any body frame of that path).
@@ -91,16 +179,6 @@ class Channel:
         # Transactions: None when not in tx mode, else the pending operations.
         self.tx: list[Callable[[], None]] | None = None
 
-    # ---------------------------------------------------------------- credit
-
-    def writable(self) -> bool:
-        return self.session.writable
-
-    def has_credit(self) -> bool:
-        if not self.session.writable:
-            return False
-        return not self.global_prefetch or self.consumer_unacked < self.global_prefetch
-
     # -------------------------------------------------------------- delivery
 
     def deliver(
@@ -126,9 +204,8 @@ class Channel:
             elif qm.persisted:
                 queue.settled(qm)
         else:
-            assert message is not None and consumer.no_ack
+            assert message is not None  # and consumer.no_ack: Queue.publish's rule
             redelivered = False
-        session = self.session
         content = message.content
         if content is not None and message.content_channel == self.content_number:
             # Hot path: the content frames go out as the publisher sent them, after
@@ -156,14 +233,9 @@ class Channel:
                 message.routing_key,
                 message.header,
                 message.body,
-                session.proto.frame_max,
+                self.outbox.frame_max,
             )
-        # Session.write_frames written out (once per delivery).
-        session.proto.out.append(data)
-        backlog = session.out_size = session.out_size + len(data)
-        if backlog > session.high_water:
-            session.writable = False
-        session.wake()
+        self.write(data)
 
     def deliver_get(self, queue: Queue, qm: QueuedMessage, no_ack: bool) -> None:
         tag = self.next_tag
@@ -174,7 +246,7 @@ class Channel:
         elif qm.persisted:
             queue.settled(qm)
         message = qm.message
-        self.session.write_content(
+        self.outbox.write_content(
             basic_codec.encode_get_ok(
                 self.number,
                 tag,
@@ -328,8 +400,20 @@ class Channel:
         queue = consumer.queue
         queue.remove_consumer(consumer)
         if queue.auto_delete and not queue.consumers and queue.had_consumer:
-            self.session.vhost_remove_queue(queue)
+            self.vhost.remove_queue(queue)
         return consumer
+
+    def forget(self, consumer: Consumer) -> None:
+        """``consumer``'s queue was deleted: drop it, and tell a client that asked
+        (consumer_cancel_notify) with a basic.cancel of its own."""
+        if self.consumers.get(consumer.tag) is not consumer:
+            return
+        del self.consumers[consumer.tag]
+        if self.outbox.wants("consumer_cancel_notify"):
+            cancel = method_codec.make_method(
+                commands.Basic.Cancel, consumer_tag=consumer.tag, nowait=True
+            )
+            self.outbox.send(method_codec.encode_method(self.number, cancel))
 
     def close(self) -> None:
         """The channel is gone: cancel consumers, requeue what was unacked."""
@@ -340,19 +424,9 @@ class Channel:
         self._release(taken)
         self._requeue(taken)
         self.tx = None
+        self.closed = True
 
     # --------------------------------------------------------------- confirms
-
-    def confirm_publish(self) -> int:
-        self.publish_seq += 1
-        return self.publish_seq
-
-    def publish_accepted(self, seq: int) -> None:
-        self.confirm_ready = seq
-
-    @property
-    def awaiting_commit(self) -> bool:
-        return self.commit_seq > self.confirm_ready
 
     def committed(self, seq: int) -> None:
         """A group commit holding publishes up to ``seq`` is durable."""
@@ -376,7 +450,7 @@ class Channel:
                 self._flush_with_nacks(ready)
                 return
             multiple = ready - self.acked_upto > 1
-            self.session.send(basic_codec.encode_basic_ack(self.number, ready, multiple))
+            self.outbox.send(basic_codec.encode_basic_ack(self.number, ready, multiple))
             self.acked_upto = ready
 
     def _flush_with_nacks(self, ready: int) -> None:
@@ -386,14 +460,14 @@ class Channel:
                 break
             if seq - 1 > self.acked_upto:
                 multiple = seq - 1 - self.acked_upto > 1
-                self.session.send(basic_codec.encode_basic_ack(self.number, seq - 1, multiple))
-            self.session.send(basic_codec.encode_basic_nack(self.number, seq, False))
+                self.outbox.send(basic_codec.encode_basic_ack(self.number, seq - 1, multiple))
+            self.outbox.send(basic_codec.encode_basic_nack(self.number, seq, False))
             self.acked_upto = seq
         self.refused = [seq for seq in refused if seq > ready]
         if ready > self.acked_upto:
             multiple = ready - self.acked_upto > 1
-            self.session.send(basic_codec.encode_basic_ack(self.number, ready, multiple))
+            self.outbox.send(basic_codec.encode_basic_ack(self.number, ready, multiple))
             self.acked_upto = ready
 
 
-__all__ = ["Channel"]
+__all__ = ["Channel", "Consumer", "Unacked"]

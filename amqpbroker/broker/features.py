@@ -62,7 +62,7 @@ from .rule_messages import FeatureMessage, featured, message_ttl, with_delivery_
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .consumer import Consumer
+    from .ports import Consumer
     from .timers import TimerHandle
 
 

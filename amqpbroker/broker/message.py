@@ -94,14 +94,6 @@ class Message:
         view = self.properties
         return view.headers if view.has_headers else None
 
-    @property
-    def size(self) -> int:
-        body = self._body
-        if body is None:
-            assert self.content is not None
-            return reader.content_body_size(self.header, self.content)
-        return len(body)
-
 
 class QueuedMessage:
     """A message's place in one queue: its sequence number and delivery state."""

@@ -1,6 +1,8 @@
 """Channel method handlers: decode, check, call the domain, reply.
 
-Each handler takes ``(session, channel, payload)``; ``HANDLERS`` maps a method key
+Each handler takes ``(session, channel, payload)`` -- the session is broker/session.py's,
+which calls them, seen through the small :class:`Session` interface below so that
+nothing here imports it; ``HANDLERS`` maps a method key
 ``(class_id << 16) | method_id`` to its handler.  Errors are raised as
 :class:`~amqpbroker.errors.AMQPError` and turned into close frames by the protocol
 connection.  The frequent methods (publish, ack) decode with the hand-written
@@ -12,7 +14,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pamqp import base, commands
 
@@ -20,12 +22,30 @@ from .. import errors
 from ..protocol import basic_codec, method_codec
 from . import reply_to
 from .args_equivalence import amqp_type
-from .channel import Channel
-from .consumer import Consumer
+from .channel import Channel, Consumer
 from .queue import Queue
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .broker import Broker
+    from .vhost import VirtualHost
+
+
+class Session(Protocol):
+    """What a handler uses of the connection it runs for."""
+
+    @property
+    def broker(self) -> Broker: ...
+
+    @property
+    def vhost(self) -> VirtualHost | None: ...
+
+    @property
+    def exclusive_queues(self) -> set[Queue]:
+        """Exclusive queues it declared: deleted when it closes."""
+        ...
+
+    def send_method(self, channel: int, method: Any) -> None: ...
+
 
 M = TypeVar("M", bound=base.Frame)
 Handler = Callable[["Session", Channel, bytes], None]
@@ -230,7 +250,7 @@ def basic_qos(session: Session, channel: Channel, payload: bytes) -> None:
     if m.prefetch_size:
         raise errors.NotImplemented_(f"prefetch_size!=0 ({m.prefetch_size})")
     # 4.3 denies the deprecated global QoS: global=true acts as global=false.
-    if m.global_ and session.behaviour.global_qos:
+    if m.global_ and session.broker.behaviour.global_qos:
         channel.global_prefetch = m.prefetch_count
     else:
         channel.consumer_prefetch = m.prefetch_count
@@ -258,7 +278,7 @@ def basic_consume(session: Session, channel: Channel, payload: bytes) -> None:
     # RabbitMQ checks the tag before it looks the queue up.
     if m.consumer_tag in channel.consumers:
         raise errors.NotAllowed(f"attempt to reuse consumer tag '{m.consumer_tag}'")
-    tag = m.consumer_tag or session.next_consumer_tag()
+    tag = m.consumer_tag or generated_tag("amq.ctag-")
     if m.queue == reply_to.REPLY_TO:
         consumer = reply_to.consume(channel, session.broker.reply_queues, tag, m.no_ack)
         if not m.nowait:
@@ -313,12 +333,6 @@ def basic_cancel(session: Session, channel: Channel, payload: bytes) -> None:
             channel,
             method_codec.make_method(commands.Basic.CancelOk, consumer_tag=m.consumer_tag),
         )
-
-
-def send_cancel(session: Session, channel: int, tag: str) -> None:
-    session.send_method(
-        channel, method_codec.make_method(commands.Basic.Cancel, consumer_tag=tag, nowait=True)
-    )
 
 
 @handles(60, 70)
@@ -421,7 +435,7 @@ def tx_commit(session: Session, channel: Channel, payload: bytes) -> None:
         # has_pending(): a commit already running in the worker thread may have taken
         # this transaction's operations, and the next commit ends after that one.
         def reply() -> None:
-            if session.channels.get(channel.number) is channel:
+            if not channel.closed:
                 _reply(session, channel, commit_ok)
 
         broker.after_commit(reply)
@@ -437,4 +451,4 @@ def tx_rollback(session: Session, channel: Channel, payload: bytes) -> None:
     _reply(session, channel, method_codec.make_method(commands.Tx.RollbackOk))
 
 
-__all__ = ["HANDLERS", "generated_tag", "send_cancel"]
+__all__ = ["HANDLERS", "Session", "generated_tag"]

@@ -37,16 +37,46 @@ not implemented: with none set, RabbitMQ allows everything too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import errors
-from ..auth.users import CONFIGURE, READ, WRITE, Permission
+from ..auth.users import CONFIGURE, READ, WRITE, Permission, UserDB
+from ..config import Settings
 from ..protocol import basic_codec, method_codec
 from .exchanges import EXCHANGE_TYPES
 
 if TYPE_CHECKING:
     from .channel import Channel
-    from .session import Session
+    from .vhost import VirtualHost
+
+
+class Node(Protocol):
+    """What the checks read of the broker (broker/broker.py's Broker)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def users(self) -> UserDB: ...
+
+
+class Session(Protocol):
+    """The connection a method runs for, as the checks see it (broker/session.py's
+    Session; the broker's domain never imports it)."""
+
+    # The user database generation at which the user was last seen unrestricted in
+    # the vhost (check_publish), -1: not known to be.
+    unrestricted_at: int
+
+    @property
+    def broker(self) -> Node: ...
+
+    @property
+    def vhost(self) -> VirtualHost | None: ...
+
+    @property
+    def user(self) -> str | None: ...
+
 
 # Direct reply-to's pseudo-queue: consuming from it needs no permission (RabbitMQ).
 _REPLY_TO = "amq.rabbitmq.reply-to"
@@ -65,7 +95,7 @@ class _Access:
         self.user = session.user or ""
         self.permission = permission
         self.settings = session.broker.settings
-        self.behaviour = session.behaviour
+        self.behaviour = session.broker.settings.behaviour
 
     def require(self, what: str, kind: str, name: str) -> None:
         permission = self.permission
@@ -137,12 +167,28 @@ def check_publish(session: Session, method_payload: bytes) -> None:
     _Access(session, permission).require(WRITE, "exchange", exchange)
 
 
-def check_server_named(owner: Any, name: str, arguments: dict[str, Any]) -> None:
+class Principal:
+    """A user acting in a vhost without a client connection of its own (the
+    management API's publish): the :class:`Session` the checks take."""
+
+    __slots__ = ("broker", "unrestricted_at", "user", "vhost")
+
+    def __init__(self, broker: Node, vhost: VirtualHost, user: str) -> None:
+        self.broker = broker
+        self.vhost: VirtualHost | None = vhost
+        self.user: str | None = user
+        self.unrestricted_at = -1
+
+
+def check_write(session: Session, exchange: str) -> None:
+    """Publishing to ``exchange`` (check_publish without a method frame)."""
+    _Access(session, _permission(session)).require(WRITE, "exchange", exchange)
+
+
+def check_server_named(owner: Session | None, name: str, arguments: dict[str, Any]) -> None:
     """queue.declare of a server-named queue: RabbitMQ checks ``configure`` on the
     generated name (the vhost calls this once it has drawn the name)."""
-    from .session import Session
-
-    if not isinstance(owner, Session) or owner.vhost is None:
+    if owner is None or owner.vhost is None:
         return  # not a client connection (embedding or management code)
     permission = _permission(owner)
     if permission is not None and permission.unrestricted and not _limited(owner, _QUEUE_DECLARE):

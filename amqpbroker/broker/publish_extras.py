@@ -29,9 +29,10 @@ SPECIAL_FLAGS = (props.FLAGS["headers"] | props.FLAGS["reply_to"] | props.FLAGS[
 
 
 def route(
-    channel: Channel, vhost: VirtualHost, exchange: Any, message: Message
+    channel: Channel | None, vhost: VirtualHost, exchange: Any, message: Message
 ) -> tuple[Collection[Queue], Message]:
-    """The queues ``message`` goes to, and the message they get."""
+    """The queues ``message`` goes to, and the message they get (``channel``: the
+    publisher's, None for one that has none, such as the management API)."""
     header = message.header
     if reply_to.may_request(header):
         message = reply_to.rewrite_request(channel, message)

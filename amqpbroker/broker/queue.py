@@ -51,7 +51,7 @@ from .ready import Ready, Tail, reinsert
 
 if TYPE_CHECKING:
     from ..versions import Behaviour
-    from .consumer import Consumer
+    from .ports import Consumer
     from .queue_arguments import QueueOptions
     from .timers import Timers
 

@@ -7,11 +7,11 @@ recovery writes nothing back to the store: 10,000 durable bindings must not cost
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from ..store.base import Definitions
+from ..store.base import Definitions, Store
 from . import queue as _queue
 from .exchanges import make_exchange
 from .features import enable_rules
@@ -22,10 +22,24 @@ from .queue_arguments import PLAIN, options_from
 from .queue_kinds import keep_in_store, make_queue
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .vhost import VirtualHost
 
 # Messages read from the store per query while recovering a queue.
 RECOVERY_PAGE = 10_000
+
+
+class Target(Protocol):
+    """The broker being rebuilt (broker/broker.py's Broker, which calls recover)."""
+
+    @property
+    def store(self) -> Store | None: ...
+
+    @property
+    def vhosts(self) -> dict[str, VirtualHost]: ...
+
+    def add_vhost(self, name: str) -> VirtualHost: ...
+
+    def request_page_in(self, queue: Queue) -> None: ...
 
 
 @attrs.define
@@ -43,7 +57,7 @@ class RecoveryStats:
         )
 
 
-def recover(broker: Broker, definitions: Definitions) -> RecoveryStats:
+def recover(broker: Target, definitions: Definitions) -> RecoveryStats:
     store = broker.store
     assert store is not None
     stats = RecoveryStats()

@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING
 
 from .. import errors
 from ..protocol import properties as props
-from .consumer import Consumer
+from .channel import Channel, Consumer
 from .message import Message, QueuedMessage
 from .queue import Queue
 
 if TYPE_CHECKING:
-    from .channel import Channel
+    from . import ports
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 PREFIX = REPLY_TO + "."
@@ -61,7 +61,7 @@ class ReplyQueue(Queue):
         consumer.channel.deliver(consumer, self, QueuedMessage(0, message))
         return False
 
-    def remove_consumer(self, consumer: Consumer) -> None:
+    def remove_consumer(self, consumer: ports.Consumer) -> None:
         super().remove_consumer(consumer)
         if not self.consumers:
             self.deleted = True
@@ -92,8 +92,7 @@ def consume(channel: Channel, registry: dict[str, ReplyQueue], tag: str, no_ack:
     if _reply_queue(channel) is not None:
         raise errors.PreconditionFailed("reply consumer already set")
     token = base64.urlsafe_b64encode(os.urandom(18)).decode("ascii")
-    vhost = channel.session.vhost
-    queue = ReplyQueue(vhost.name if vhost is not None else "", PREFIX + token, registry)
+    queue = ReplyQueue(channel.vhost.name, PREFIX + token, registry)
     return Consumer(channel, tag, queue, no_ack=True, exclusive=False, prefetch=0)
 
 
@@ -114,12 +113,12 @@ def may_request(header: bytes) -> bool:
     return len(header) > 13 and bool(header[12] & _REPLY_TO_FLAG)
 
 
-def rewrite_request(channel: Channel, message: Message) -> Message:
+def rewrite_request(channel: Channel | None, message: Message) -> Message:
     """A request with ``reply_to: amq.rabbitmq.reply-to`` gets the channel's reply
     name instead; other messages are returned unchanged."""
     if message.properties.reply_to != REPLY_TO:
         return message
-    queue = _reply_queue(channel)
+    queue = _reply_queue(channel) if channel is not None else None
     if queue is None:
         raise errors.PreconditionFailed("fast reply consumer does not exist")
     properties = props.decode_properties(message.header)

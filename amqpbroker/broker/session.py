@@ -2,8 +2,11 @@
 
 The session implements the protocol's :class:`~amqpbroker.protocol.connection.Handler`:
 the sans-IO :class:`AMQPConnection` turns bytes into calls here, and this object
-turns them into broker operations.  Its output goes into the protocol's output list;
-the I/O layer (``server``) is told through ``wake`` that there is something to send.
+turns them into broker operations.  It is the top of ``broker/``: nothing there imports
+it; the domain reaches it through the interfaces of :mod:`.ports` it implements (the
+channels' :class:`~.ports.Outbox`, the broker's :class:`~.ports.Connection`).  Its
+output goes into the protocol's output list; the I/O layer (``server``) is told through
+``wake`` that there is something to send.
 
 Backpressure: when more than ``HIGH_WATER`` bytes of deliveries wait unsent, the
 session stops taking deliveries (consumers report no room) until the writer has
@@ -20,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..protocol import basic_codec, method_codec, reader
 from ..protocol.connection import AMQPConnection
+from ..protocol.reader import FIRST, OTHER
 from . import methods, permissions, publish
 from .channel import Channel
 from .header_order import HEADERS_FLAG, HeaderOrder
 from .message import Message
+from .publish_checks import PublishCache
 from .queue import Queue
 from .vhost import VirtualHost
 
@@ -79,8 +84,6 @@ class Session:
         self.user: str | None = None
         self.writable = True
         self.out_size = 0
-        # HIGH_WATER where Channel.deliver (which writes without write_frames) reads it.
-        self.high_water = HIGH_WATER
         self.wake: Callable[[], None] = _noop
         self.exclusive_queues: set[Queue] = set()
         # Channels with confirms to flush once the current batch of input is done.
@@ -89,20 +92,12 @@ class Session:
         # alarm is raised), and it has been sent connection.blocked.
         self.published = False
         self.told_blocked = False
-        # The property bytes of the last publish whose properties passed the checks
-        # (publish._checked_exchange): publishers mostly repeat the same properties.
-        self.checked_properties = b""
-        # The last header payload object that passed them (FrameReader.next_publish
-        # hands out the same object while a publisher repeats its header bytes).
-        self.checked_header = b""
-        # What another header must share with them to pass too (publish._property_shape).
-        self.checked_shape: publish.PropertyShape | None = None
+        # What the publish path decoded and checked, reused while publishes repeat
+        # (publish_checks.py); made at connection.open, for the vhost and user.
+        self.publish_cache: PublishCache
         # Headers tables are delivered in key order (4.x): the last verdict on a
         # publisher's headers (header_order.py); None when the release forwards them.
         self.header_order = HeaderOrder() if behaviour.sorted_header_tables else None
-        # The last basic.publish method payload object and its decoded fields.
-        self.last_publish = b""
-        self.last_publish_fields: tuple[str, str, bool, bool] = ("", "", False, False)
         # For the management API and metrics: when the connection came, and bytes
         # read / written (counted by the server per socket read / send, not per frame).
         self.connected_at = time.time()
@@ -132,9 +127,33 @@ class Session:
             for channel in list(self.channels.values()):
                 channel.resume()
 
+    # ------------------------------------------------------------ ports.Outbox
+
+    @property
+    def frame_max(self) -> int:
+        return self.proto.frame_max
+
+    def write(self, data: bytes) -> None:
+        # Hot path: once per delivery (Channel.deliver).
+        self.proto.out.append(data)
+        size = self.out_size = self.out_size + len(data)
+        if size > HIGH_WATER:
+            self.writable = False
+        self.wake()
+
     def send(self, data: bytes) -> None:
         self.proto.out.append(data)
         self.wake()
+
+    def wants(self, capability: str) -> bool:
+        return self.proto.wants(capability)
+
+    def close_channel(self, number: int, error: errors.AMQPError) -> None:
+        self.proto.close_channel(number, error)
+        self.wake()
+
+    def flush_confirms_later(self, channel: Channel) -> None:
+        self.dirty.add(channel)
 
     def send_method(self, channel: int, method: Any) -> None:
         self.proto.out.append(method_codec.encode_method(channel, method))
@@ -148,14 +167,6 @@ class Session:
             basic_codec.encode_content(channel, message.header, message.body, self.proto.frame_max)
         )
         self.out_size += len(message.body) + len(message.header) + 64
-        if self.out_size > HIGH_WATER:
-            self.writable = False
-        self.wake()
-
-    def write_frames(self, data: bytes, size: int) -> None:
-        """Encoded frames (a whole delivery), counted as ``size`` bytes of backlog."""
-        self.proto.out.append(data)
-        self.out_size += size
         if self.out_size > HIGH_WATER:
             self.writable = False
         self.wake()
@@ -183,11 +194,13 @@ class Session:
             raise errors.NotAllowed(f"access to vhost '{vhost}' refused for user '{user}'")
         self.vhost = host
         self.user = user
+        self.publish_cache = PublishCache(host, user)
         self.broker.totals.connections_opened += 1
         log.info("connection %s opened: user '%s', vhost '%s'", self.peer, user, vhost)
 
     def on_channel_open(self, channel: int) -> None:
-        ch = self.channels[channel] = Channel(self, channel)
+        assert self.vhost is not None  # channel.open is refused before connection.open
+        ch = self.channels[channel] = Channel(self, channel, self.vhost)
         frame_max = self.proto.frame_max
         if not frame_max or frame_max >= reader.CONTENT_FRAME_MAX:
             ch.content_number = channel
@@ -220,7 +233,20 @@ class Session:
         body: bytes | None,
         content: bytes | None = None,
         repeats: Sequence[bytes] = (),
+        repeat: int = OTHER,
     ) -> None:
+        # The decoded method is kept for the reader's last FIRST publish, updated
+        # before anything below can fail: a SAME_* one never reuses another's fields.
+        cache = self.publish_cache
+        if repeat > FIRST:  # SAME_METHOD or SAME_HEADER
+            fields = cache.fields  # no decode, not even a cache lookup
+            if fields is None:
+                fields = basic_codec.decode_publish(method_payload)
+        elif repeat == FIRST:
+            cache.fields = None
+            fields = cache.fields = basic_codec.decode_publish(method_payload)
+        else:
+            fields = basic_codec.decode_publish(method_payload)
         if not self.published:
             self.published = True
             if self.broker.alarms.blocking:
@@ -229,16 +255,7 @@ class Session:
             permissions.check_publish(self, method_payload)
         ch = self.channels[channel]
         ch.published += 1 + len(repeats)  # metrics: the one increment per message
-        if method_payload is self.last_publish:
-            # FrameReader.next_publish hands out the same payload object while a
-            # publisher repeats it: no decode, not even a cache lookup.
-            exchange, routing_key, mandatory, immediate = self.last_publish_fields
-        else:
-            fields = basic_codec.decode_publish(method_payload)
-            exchange, routing_key, mandatory, immediate = fields
-            self.last_publish = method_payload
-            self.last_publish_fields = fields
-        if immediate:
+        if fields[3]:  # immediate
             raise errors.NotImplemented_("immediate=true", class_id=60, method_id=40)
         if header[12] & HEADERS_FLAG and self.header_order is not None:
             resorted = self.header_order.resorted(header)
@@ -251,32 +268,33 @@ class Session:
                     body = reader.content_body(header, content)
                 bodies = [body, *(reader.content_body(header, more) for more in repeats)]
                 for each in bodies:
-                    self._publish(ch, exchange, routing_key, mandatory, resorted, each)
+                    self._publish(ch, fields, resorted, each)
                 return
-        self._publish(ch, exchange, routing_key, mandatory, header, body, content, repeats)
+        self._publish(ch, fields, header, body, content, repeats)
 
     def _publish(
         self,
         ch: Channel,
-        exchange: str,
-        routing_key: str,
-        mandatory: bool,
+        fields: tuple[str, str, bool, bool],
         header: bytes,
         body: bytes | None,
         content: bytes | None = None,
         repeats: Sequence[bytes] = (),
     ) -> None:
+        exchange, routing_key, mandatory, _immediate = fields
+        cache = self.publish_cache
         if ch.tx is not None:
             if body is None:
                 assert content is not None
                 body = reader.content_body(header, content)
-            publish.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
-            for more in repeats:
-                body = reader.content_body(header, more)
-                publish.publish_in_tx(self, ch, exchange, routing_key, mandatory, header, body)
+            bodies = [body, *(reader.content_body(header, more) for more in repeats)]
+            for body in bodies:
+                publish.publish_in_tx(
+                    self.broker, cache, ch, exchange, routing_key, mandatory, header, body
+                )
             return
         publish.route_publish(
-            self, ch, exchange, routing_key, mandatory, header, body, content, repeats
+            self.broker, cache, ch, exchange, routing_key, mandatory, header, body, content, repeats
         )
 
     @property
@@ -303,25 +321,21 @@ class Session:
 
     # ------------------------------------------------------------- helpers
 
-    def next_consumer_tag(self) -> str:
-        return methods.generated_tag("amq.ctag-")
-
-    def vhost_remove_queue(self, queue: Queue) -> None:
-        if self.vhost is not None:
-            self.vhost.remove_queue(queue)
-
-    def cancel_consumers_of(self, queue: Queue) -> None:
-        """The queue was deleted: drop our consumers of it and tell the client."""
-        notify = self.proto.wants("consumer_cancel_notify")
-        for channel in self.channels.values():
-            for tag, consumer in list(channel.consumers.items()):
-                if consumer.queue is queue:
-                    del channel.consumers[tag]
-                    if notify:
-                        methods.send_cancel(self, channel.number, tag)
-
     def force_close(
         self, text: str = "broker forced connection closure with reason 'shutdown'"
     ) -> None:
         self.proto.close_connection(errors.ConnectionForced(text))
         self.wake()
+
+
+def client_sessions(broker: Broker) -> list[Session]:
+    """The broker's open connections as sessions, for code above the domain
+    (management) that reads more of them than :class:`~.ports.Connection` says."""
+    return [session for session in broker.sessions if isinstance(session, Session)]
+
+
+def session_of(channel: Channel) -> Session:
+    """The session a channel writes to (its :class:`~.ports.Outbox`)."""
+    outbox = channel.outbox
+    assert isinstance(outbox, Session)
+    return outbox

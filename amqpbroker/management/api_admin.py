@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..broker.session import client_sessions
 from ..broker.vhost import VirtualHost
 from . import definitions, users
 from .api import (
@@ -33,7 +34,7 @@ def _vhost_counts(ctx: ManagementContext, host: VirtualHost) -> dict[str, Any]:
     unacked = sum(q.unacked for q in host.queues.values())
     published = sum(max(q.next_seq - 1, 0) for q in host.queues.values())
     recv = send = 0
-    for session in ctx.broker.sessions:
+    for session in client_sessions(ctx.broker):
         if session.vhost is host:
             recv += session.recv_oct
             send += session.send_oct

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..broker.session import Session
+from ..broker.session import Session, client_sessions
 from .api import Api, RouteTable, not_found
 from .format import (
     channel_info,
@@ -29,7 +29,7 @@ def _sessions(api: Api, vhost: str | None = None) -> list[Session]:
     # Users without monitoring see only their own connections (RabbitMQ's rule).
     found = [
         s
-        for s in api.broker.sessions
+        for s in client_sessions(api.broker)
         if s.vhost is not None
         and (vhost is None or s.vhost.name == vhost)
         and (api.sees_all or s.user == api.user)
@@ -48,7 +48,7 @@ def _session(api: Api) -> Session:
 
 
 def _everyone(api: Api) -> list[Session]:
-    return [s for s in api.broker.sessions if s.vhost is not None]
+    return [s for s in client_sessions(api.broker) if s.vhost is not None]
 
 
 @routes.get("/api/connections")

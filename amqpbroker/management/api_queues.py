@@ -7,6 +7,7 @@ from typing import Any
 from pamqp import commands
 
 from ..broker.queue import Queue
+from ..broker.session import client_sessions
 from ..protocol.method_codec import make_method
 from . import messages
 from .api import CREATED, Api, RouteTable, bad_request, flag, not_found
@@ -23,7 +24,7 @@ def _queue(api: Api) -> Queue:
 
 
 def _list(api: Api, queues: list[Queue]) -> list[dict[str, Any]]:
-    unacked = unacked_by_queue(api.broker.sessions)
+    unacked = unacked_by_queue(client_sessions(api.broker))
     return [queue_info(api.ctx, q, unacked) for q in sorted(queues, key=_order)]
 
 
@@ -45,7 +46,7 @@ async def list_vhost(api: Api) -> Any:
 @routes.get("/api/queues/{vhost}/{name}")
 async def show(api: Api) -> Any:
     queue = _queue(api)
-    return queue_info(api.ctx, queue, unacked_by_queue(api.broker.sessions), detail=True)
+    return queue_info(api.ctx, queue, unacked_by_queue(client_sessions(api.broker)), detail=True)
 
 
 @routes.add("/api/queues/{vhost}/{name}", ["PUT"])

@@ -20,13 +20,13 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
+from ..broker.channel import Channel, Consumer
 from ..broker.exchanges.base import Exchange
 from ..broker.queue import Queue
+from ..broker.session import session_of
 from .context import ManagementContext
 
 if TYPE_CHECKING:
-    from ..broker.channel import Channel
-    from ..broker.consumer import Consumer
     from ..broker.session import Session
     from ..broker.vhost import VirtualHost
 
@@ -198,7 +198,9 @@ def queue_info(
         "vhost": queue.vhost,
     }
     if detail:
-        info["consumer_details"] = [consumer_info(ctx, c) for c in consumers]
+        info["consumer_details"] = [
+            consumer_info(ctx, c) for c in consumers if isinstance(c, Consumer)
+        ]
         info["deliveries"] = []
         info["incoming"] = []
     return info
@@ -368,11 +370,11 @@ def connection_info(ctx: ManagementContext, session: Session) -> dict[str, Any]:
 
 
 def channel_name(ctx: ManagementContext, channel: Channel) -> str:
-    return f"{ctx.connection_name(channel.session.peer)} ({channel.number})"
+    return f"{ctx.connection_name(session_of(channel).peer)} ({channel.number})"
 
 
 def channel_info(ctx: ManagementContext, channel: Channel) -> dict[str, Any]:
-    session = channel.session
+    session = session_of(channel)
     peer_host, peer_port = _peer(session)
     unconfirmed = channel.publish_seq - channel.acked_upto if channel.confirm else 0
     return {
@@ -414,7 +416,7 @@ def channel_info(ctx: ManagementContext, channel: Channel) -> dict[str, Any]:
 
 def consumer_info(ctx: ManagementContext, consumer: Consumer) -> dict[str, Any]:
     channel = consumer.channel
-    session = channel.session
+    session = session_of(channel)
     peer_host, peer_port = _peer(session)
     return {
         "arguments": jsonable(consumer.arguments),

@@ -1,12 +1,14 @@
-"""Publish and get through the API, the way RabbitMQ's management plugin does: over
-a channel of an internal connection.
+"""Publish and get through the API, as RabbitMQ's management plugin does.
 
-The internal connection is a real :class:`~amqpbroker.broker.session.Session` with
-no socket, so an HTTP publish takes exactly the path a client's basic.publish
-takes (exchange checks, user_id check, CC/BCC, TTLs, alternate exchanges,
-persistence) and an HTTP get takes basic.get's path, then acks or rejects.
-Whatever the session writes (a basic.return, get-ok frames) is read here and
-discarded.  Not in ``broker.sessions``: it is not a connection anyone can list.
+An HTTP publish is the domain operation a client's basic.publish ends in
+(:func:`~amqpbroker.broker.publish.route_publish`: exchange checks, user_id check,
+CC/BCC, TTLs, alternate exchanges, persistence), after the same write permission
+check, without a channel: its outcome says whether a queue took the message.
+
+An HTTP get takes basic.get's path over a channel of an internal connection (a real
+:class:`~amqpbroker.broker.session.Session` with no socket), then acks or rejects;
+the get-ok frames it writes are discarded.  Not in ``broker.sessions``: it is not a
+connection anyone can list.
 
 Error handling: broker refusals surface as :class:`~amqpbroker.errors.AMQPError`
 (the API layer turns them into HTTP errors); nothing is left half-done, since
@@ -24,6 +26,8 @@ from pamqp import commands
 from .. import errors
 from ..broker import permissions
 from ..broker.channel import Channel
+from ..broker.publish import Outcome, route_publish
+from ..broker.publish_checks import PublishCache
 from ..broker.session import Session
 from ..broker.vhost import VirtualHost
 from ..protocol import framing, method_codec
@@ -46,7 +50,7 @@ def _session(ctx: ManagementContext, vhost: VirtualHost, user: str) -> tuple[Ses
     session = Session(ctx.broker, "")
     session.vhost = vhost
     session.user = user
-    channel = Channel(session, 1)
+    channel = Channel(session, 1, vhost)
     session.channels[1] = channel
     return session, channel
 
@@ -124,21 +128,17 @@ def publish(
 ) -> bool:
     """Publish one message; True when some queue took it (RabbitMQ's ``routed``)."""
     header = encode_properties(properties, len(body))
-    method = method_codec.make_method(
-        commands.Basic.Publish, exchange=exchange, routing_key=routing_key, mandatory=True
+    broker = ctx.broker
+    permissions.check_write(permissions.Principal(broker, vhost, user), exchange)
+    broker.totals.published += 1
+    # mandatory: an unroutable message is what a client would get back (routed false).
+    outcome = route_publish(
+        broker, PublishCache(vhost, user), None, exchange, routing_key, True, header, body
     )
-    payload = _payload(method)
-    session, _channel = _session(ctx, vhost, user)
-    try:
-        session.on_publish(1, payload, header, body)
-        # mandatory=true: an unroutable message comes back as basic.return.
-        routed = not session.proto.out
-    finally:
-        _close(session)
-    store = ctx.broker.store
+    store = broker.store
     if store is not None and store.has_pending():
-        ctx.broker.request_commit()
-    return routed
+        broker.request_commit()
+    return outcome is not Outcome.RETURNED
 
 
 def get(

@@ -40,7 +40,7 @@ from ..versions import DEFAULT_BEHAVIOUR, Behaviour
 from . import framing, handshake, method_codec, output
 from .channel import ChannelState
 from .handshake import CHANNEL_MAX, FRAME_MAX, HEARTBEAT, Phase
-from .reader import FrameReader
+from .reader import OTHER, SAME_METHOD, FrameReader
 
 log = logging.getLogger("amqpbroker.protocol")
 
@@ -93,13 +93,16 @@ class Handler(Protocol):
         body: bytes | None,
         content: bytes | None = None,
         repeats: Sequence[bytes] = (),
+        repeat: int = OTHER,
     ) -> None:
         """A complete basic.publish (method payload, content header payload, body).
         ``content``, when given, is the header and body frames as received on
         ``channel`` (header and body in one frame each, flag bits clean), and
         ``body`` may be None: it is the one in ``content`` (reader.content_body).
         Each of ``repeats`` is the content of one more publish that followed it on
-        the channel with the same method and header payloads."""
+        the channel with the same method and header payloads.  ``repeat``: how it
+        relates to the last publish handed here from the frame reader's fast path
+        (reader.FIRST, SAME_METHOD, SAME_HEADER), or OTHER: to none."""
 
     def on_connection_closed(self) -> None:
         """The connection is over (close handshake done or transport lost)."""
@@ -154,9 +157,6 @@ class AMQPConnection:
         self._header_buf = b""
 
     # ------------------------------------------------------------------ output
-
-    def send(self, data: bytes) -> None:
-        self.out.append(data)
 
     def send_method(self, channel: int, method: Any) -> None:
         self.out.append(method_codec.encode_method(channel, method))
@@ -216,13 +216,14 @@ class AMQPConnection:
                     # Hot path: a whole small publish. Channels exist only while the
                     # connection is open; one awaiting content, or closing, must see
                     # these frames one by one (errors, or dropped).
-                    channel, method, header, content = publish
+                    channel, method, header, content, repeat = publish
                     ch = channels.get(channel)
                     if ch is not None and ch.publish is None and not ch.closing:
-                        # self._publish written out (once per message).
-                        repeats = reader.next_repeats(max_body)
+                        # self._publish written out (once per message). A publish
+                        # with another header than the last: none repeat it whole.
+                        repeats = reader.next_repeats(max_body) if repeat != SAME_METHOD else ()
                         try:
-                            on_publish(channel, method, header, None, content, repeats)
+                            on_publish(channel, method, header, None, content, repeats, repeat)
                         except errors.AMQPError as exc:
                             if not exc.class_id:
                                 exc.class_id, exc.method_id = 60, 40

@@ -21,7 +21,25 @@ from .framing import (
     _unpack_frame_header,
 )
 
-__all__ = ["CONTENT_FRAME_MAX", "FrameReader", "content_body", "content_body_size"]
+__all__ = [
+    "CONTENT_FRAME_MAX",
+    "FIRST",
+    "OTHER",
+    "SAME_HEADER",
+    "SAME_METHOD",
+    "FrameReader",
+    "content_body",
+]
+
+# How a publish FrameReader.next_publish hands out relates to the last FIRST one: the
+# caller keeps what it decoded of that one (broker/publish_checks.PublishCache) and
+# reuses it for the SAME_* ones.
+FIRST = 0  # new bytes: from now on the publish later ones are compared with
+SAME_METHOD = 1  # its method payload, another header: next_repeats has nothing
+SAME_HEADER = 2  # its method and header payloads
+# A publish that did not come from next_publish (assembled frame by frame), or one it
+# took without remembering it: it relates to nothing.
+OTHER = -1
 
 # A content header payload's class id, weight and body size.
 _CONTENT_PREFIX = struct.Struct(">HHQ")
@@ -173,23 +191,24 @@ class FrameReader:
             raise _frame_error(frame_type, payload, "unknown_frame")
         return frame_type, channel, payload
 
-    def next_publish(self, max_body: int) -> tuple[int, bytes, bytes, bytes] | None:
+    def next_publish(self, max_body: int) -> tuple[int, bytes, bytes, bytes, int] | None:
         """A whole basic.publish -- method, content header and one body frame -- when
         all three are in the buffer and plainly valid: one channel (not 0), each
         payload at most ``_COPY_ONCE_ABOVE`` bytes, class 60, the body size the header
         declares (1 to ``max_body`` bytes), clean flag bits.  Returns (channel, method
-        payload, header payload, content) and consumes the three frames; ``content``
-        is the header and body frames exactly as received (a delivery on the same
-        channel number forwards them as they are; :func:`content_body` is the body
-        in it).  Returns None, consuming
+        payload, header payload, content, repeat) and consumes the three frames;
+        ``content`` is the header and body frames exactly as received (a delivery on
+        the same channel number forwards them as they are; :func:`content_body` is the
+        body in it); ``repeat`` says how it relates to the last publish handed out
+        (FIRST, SAME_METHOD, SAME_HEADER; OTHER: to none).  Returns None, consuming
         nothing, for anything else, which then goes frame by frame through
         :meth:`next_frame` and the connection's checks and error texts.
 
         Hot path (once per small publish): one call instead of three frames each
         split, returned and dispatched on their own; when the bytes up to the body
-        repeat the last publish's, one comparison stands for all the checks and the
-        method and header payloads are the last ones again (same objects: their
-        hashes and the session's property check are cached).
+        repeat the last publish's, one comparison stands for all the checks, and
+        ``repeat`` tells the caller it may reuse what it decoded and checked of them
+        (the payloads are then the last ones again, as an allocation saving only).
         """
         buf = self._buf
         pos = self._pos
@@ -214,6 +233,7 @@ class FrameReader:
                     last_method,
                     self._last_header,
                     buf[pos + len(last_method) + 8 : bend + 1],
+                    SAME_HEADER,
                 )
         elif prefix is not None and buf.startswith(self._last_head, pos) and type(buf) is bytes:
             # The same up to the header's properties (publishes that differ in a
@@ -240,6 +260,7 @@ class FrameReader:
                     last_method,
                     buf[hstart:hend],
                     buf[hstart - 7 : bend + 1],
+                    SAME_METHOD,
                 )
         # Smallest publish: method payload 9 (ids, ticket, two empty names, bits),
         # header payload 14, body 1, plus 3 x 8 bytes of frame overhead.
@@ -292,6 +313,7 @@ class FrameReader:
                 bytes(buf[pos + 7 : mend]),
                 bytes(buf[hstart:hend]),
                 bytes(buf[mend + 1 : bend + 1]),
+                OTHER,
             )
         self._last_prefix = buf[pos:bstart]
         self._last_head = buf[pos : hstart + 12]
@@ -301,7 +323,7 @@ class FrameReader:
         method = self._last_method = buf[pos + 7 : mend]
         header = self._last_header = buf[hstart:hend]
         self._last_body = bsize
-        return channel, method, header, buf[mend + 1 : bend + 1]
+        return channel, method, header, buf[mend + 1 : bend + 1], FIRST
 
     def next_repeats(self, max_body: int) -> list[bytes]:
         """Right after :meth:`next_publish` returned a publish: the contents of the
@@ -338,16 +360,15 @@ class FrameReader:
 
     def unread(self, count: int) -> None:
         """Give back the last ``count`` bytes handed out (a publish that
-        :meth:`next_publish` returned but the connection cannot take whole)."""
+        :meth:`next_publish` returned but the connection cannot take whole).  The
+        publish is forgotten as the last one: the next is FIRST again, so a caller
+        never reuses what it kept of a publish it did not see."""
         self._pos -= count
+        self._last_prefix = None
+        self._repeatable = False
 
 
 def content_body(header: bytes, content: bytes) -> bytes:
     """The body in ``content`` (a content header frame with payload ``header``,
     then one body frame), as :meth:`FrameReader.next_publish` hands them out."""
     return content[len(header) + 15 : -1]  # header frame (7 + payload + 1), body frame header
-
-
-def content_body_size(header: bytes, content: bytes) -> int:
-    """``len(content_body(header, content))`` without the slice."""
-    return len(content) - len(header) - 16

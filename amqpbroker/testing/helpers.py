@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from ..broker import publish
 from ..broker.queue import Queue
 from ..protocol.properties import PROPERTY_NAMES, decode_properties
 
@@ -198,6 +197,8 @@ class BrokerInspector:
         self.vhost = vhost
         self._records: list[_Published] = []
         self._observer: Callable[[VirtualHost, Message, Collection[Queue]], None] | None = None
+        # The broker's list the observer is on (the broker may be gone at close()).
+        self._observers: list[Callable[[VirtualHost, Message, Collection[Queue]], None]] = []
         self._start_recording()
 
     # -------------------------------------------------------- lifecycle
@@ -230,8 +231,9 @@ class BrokerInspector:
                         )
                     )
 
-            publish.PUBLISH_OBSERVERS.append(observe)
+            core.publish_observers.append(observe)
             self._observer = observe
+            self._observers = core.publish_observers
 
         self.broker.call(register)
 
@@ -241,9 +243,11 @@ class BrokerInspector:
         if observer is None:
             return
 
+        observers = self._observers
+
         def unregister() -> None:
-            if observer in publish.PUBLISH_OBSERVERS:
-                publish.PUBLISH_OBSERVERS.remove(observer)
+            if observer in observers:
+                observers.remove(observer)
 
         try:
             self.broker.call(unregister)

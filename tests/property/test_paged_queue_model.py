@@ -131,7 +131,17 @@ class PagedQueueMachine(RuleBasedStateMachine):
 
     @rule()
     def purge(self) -> None:
-        assert self.queue.purge() == len(self.model)
+        pending = self.store.has_pending()
+        purged = self.queue.purge()
+        if purged > len(self.model) and self.drop_head:
+            # The state counts_match_the_model allows: drop-head found the head empty
+            # and its oldest rows not committed yet, so the purge takes the messages it
+            # would have dropped too (RabbitMQ would count MAX_LENGTH and dead-letter
+            # the rest as maxlen). Only while a group commit is owed.
+            assert pending
+            assert len(self.model) == MAX_LENGTH
+        else:
+            assert purged == len(self.model)
         self.model.clear()
 
     @rule()

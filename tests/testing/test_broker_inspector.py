@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from amqpbroker.broker import publish
 from amqpbroker.testing import BrokerInspector, WaitTimeout
 
 
@@ -183,10 +182,11 @@ def test_a_missing_queue(amqp_inspector) -> None:
 
 
 def test_recording_stops_at_close(amqp_broker, amqp_vhost) -> None:
-    before = len(publish.PUBLISH_OBSERVERS)
-    with amqp_broker.inspect(amqp_vhost) as inspector:
-        assert len(publish.PUBLISH_OBSERVERS) == before + 1
-    assert len(publish.PUBLISH_OBSERVERS) == before
+    observers = amqp_broker.core.publish_observers
+    before = len(observers)
+    with BrokerInspector(amqp_broker, amqp_vhost) as inspector:
+        assert len(observers) == before + 1
+    assert len(observers) == before
     inspector.close()  # idempotent
 
 

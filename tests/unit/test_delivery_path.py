@@ -9,9 +9,12 @@ import datetime
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pamqp import commands
 
 from amqpbroker.broker.broker import Broker
+from amqpbroker.broker.publish_checks import PublishCache
 from amqpbroker.broker.session import Session
 from amqpbroker.config import Settings
 from amqpbroker.protocol import basic_codec, framing, method_codec
@@ -381,3 +384,89 @@ def test_a_malformed_header_of_the_same_length_is_refused() -> None:
     assert [body for _tag, body in _deliveries(consumer.proto.take_output())] == [b"xx"]
     out = publisher.proto.take_output()
     assert struct.unpack_from(">HHH", out, 7) == (10, 50, 541)  # connection.close
+
+
+# ------------------------------------------------- publish caches vs the general path
+
+# Property sets whose checks pass, fail (406 user_id / expiration, 541 malformed),
+# or share a layout with one that passed.
+_PROPERTIES: list[dict[str, object]] = [
+    {},
+    {"message_id": "id-1"},
+    {"message_id": "id-2"},
+    {"message_id": "id-333", "app_id": "a"},
+    {"user_id": "guest"},
+    {"user_id": "bobby"},
+    {"expiration": "1000"},
+    {"expiration": "ab12"},
+    {"headers": {"a": 1}},
+    {"content_type": "text/plain", "message_id": "id-1"},
+]
+_MALFORMED = len(_PROPERTIES)  # the message_id's length octet off by one
+
+
+def _raw_publish(
+    channel: int, exchange: str, key: str, mandatory: bool, header: bytes, body: bytes
+) -> list[bytes]:
+    method = struct.pack(">HHH", 60, 40, 0) + bytes((len(exchange),)) + exchange.encode()
+    method += bytes((len(key),)) + key.encode() + bytes((1 if mandatory else 0,))
+    return [
+        framing.encode_frame(framing.FRAME_METHOD, channel, method),
+        framing.encode_frame(framing.FRAME_HEADER, channel, header),
+        framing.encode_frame(framing.FRAME_BODY, channel, body),
+    ]
+
+
+def _header_for(which: int, body: bytes) -> bytes:
+    if which == _MALFORMED:
+        good = _props_header(body, message_id="abcd", app_id="ef")
+        return good[:14] + b"\x05" + good[15:]
+    return _props_header(body, **_PROPERTIES[which])  # type: ignore[arg-type]
+
+
+def _run(
+    publishes: list[tuple[int, str, str, bool, int, bytes]], general: bool
+) -> tuple[bytes, bytes]:
+    _broker, publisher, consumer = _burst_setup()
+    publisher.receive_data(_method(2, method_codec.make_method(commands.Channel.Open)))
+    publisher.proto.take_output()
+    frames = [
+        frame
+        for channel, exchange, key, mandatory, which, body in publishes
+        for frame in _raw_publish(channel, exchange, key, mandatory, _header_for(which, body), body)
+    ]
+    if general:
+        # One frame per read: nothing is taken whole (reader.OTHER), and every check
+        # starts from an empty cache.
+        for frame in frames:
+            publisher.publish_cache = PublishCache(publisher.publish_cache.vhost, "guest")
+            publisher.receive_data(frame)
+    else:
+        publisher.receive_data(b"".join(frames))
+    return publisher.proto.take_output(), consumer.proto.take_output()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1, 2]),
+            st.sampled_from(["x", "x", "x", "gone"]),
+            st.sampled_from(["k", "k", "none"]),
+            st.booleans(),
+            st.integers(0, _MALFORMED),
+            st.sampled_from([b"a", b"bb"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_publish_caches_agree_with_the_general_path(
+    publishes: list[tuple[int, str, str, bool, int, bytes]],
+) -> None:
+    # Decoded methods (PublishCache.fields) are reused while the frame reader says
+    # publishes repeat, and property bytes or layouts that passed (properties,
+    # shape) while headers match them: what clients see --
+    # deliveries, returns, channel and connection closes -- must be what publishes
+    # taken one frame at a time and checked from scratch give.
+    assert _run(publishes, general=False) == _run(publishes, general=True)

@@ -10,11 +10,20 @@ import decimal
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pamqp import commands, encode, frame, header
 
 from amqpbroker import errors
 from amqpbroker.protocol import basic_codec, framing, method_codec, properties, tables
-from amqpbroker.protocol.reader import FrameReader, content_body, content_body_size
+from amqpbroker.protocol.reader import (
+    FIRST,
+    OTHER,
+    SAME_HEADER,
+    SAME_METHOD,
+    FrameReader,
+    content_body,
+)
 
 # ------------------------------------------------------------------ constants
 
@@ -620,10 +629,10 @@ def test_next_publish_takes_a_whole_publish(cls: type) -> None:
         reader.feed(data)
     got = reader.next_publish(1000)
     header = struct.pack(">HHQH", 60, 0, 5, 0)
-    assert got == (3, _PUBLISH, header, content)
-    assert got is not None and all(type(part) is bytes for part in got[1:])
+    # From a bytearray buffer the parts are copies the reader does not remember.
+    assert got == (3, _PUBLISH, header, content, FIRST if cls is bytes else OTHER)
+    assert got is not None and all(type(part) is bytes for part in got[1:4])
     assert content_body(header, content) == b"hello"
-    assert content_body_size(header, content) == 5
     assert reader.next_frame() == (8, 0, b"")
 
 
@@ -636,6 +645,18 @@ def test_unread_gives_a_publish_back() -> None:
     reader.unread(len(got[1]) + len(got[3]) + 8)
     assert reader.buffered == len(data)
     assert reader.next_frame() == (1, 1, _PUBLISH)
+
+
+def test_an_unread_publish_is_not_repeated() -> None:
+    # The caller never saw it, so a publish equal to it must not say it repeats it.
+    reader = FrameReader()
+    reader.feed(_publish(b"hello") + _publish(b"hello"))
+    got = reader.next_publish(1000)
+    assert got is not None and got[4] == FIRST
+    reader.unread(len(got[1]) + len(got[3]) + 8)
+    got = reader.next_publish(1000)
+    assert got is not None and got[4] == FIRST
+    assert reader.next_repeats(1000) == [_content(b"hello")]
 
 
 def test_next_publish_repeated_bytes_are_checked_as_the_first() -> None:
@@ -673,9 +694,15 @@ def test_next_publish_same_up_to_the_properties() -> None:
     first = reader.next_publish(1000)
     second = reader.next_publish(1000)
     assert first is not None and second is not None
-    assert second[1] is first[1]  # the same method payload object
     header = struct.pack(">HHQH", 60, 0, 5, 0x0080) + b"\x04id-2"
-    assert second == (1, _PUBLISH, header, _frame(2, 1, header) + _frame(3, 1, b"HELLO"))
+    assert first[4] == FIRST
+    assert second == (
+        1,
+        _PUBLISH,
+        header,
+        _frame(2, 1, header) + _frame(3, 1, b"HELLO"),
+        SAME_METHOD,
+    )
     assert reader.next_repeats(1000) == []  # not equal to the first up to the body
 
 
@@ -706,10 +733,11 @@ def test_next_publish_fast_paths_agree_with_the_general_one(data: bytes) -> None
 
 
 def _publishes(reader: FrameReader) -> list[tuple[int, bytes, bytes, bytes]]:
-    """Every publish the fast paths take, repeats included, as separate entries."""
+    """Every publish the fast paths take, repeats included, as separate entries
+    (without the repeat flags, which depend on what the reader saw before)."""
     taken = []
     while (got := reader.next_publish(1000)) is not None:
-        taken.append(got)
+        taken.append(got[:4])
         taken += [(*got[:3], content) for content in reader.next_repeats(1000)]
     return taken
 
@@ -765,3 +793,73 @@ def test_next_publish_leaves_anything_else_to_next_frame(
     reader.feed(data)
     assert reader.next_publish(max_body) is None
     assert reader.buffered == len(data)
+
+
+_METHODS = (_PUBLISH, _PUBLISH[:-1] + b"\x01", struct.pack(">HHH", 60, 40, 0) + b"\x00\x01k\x00")
+_IDS = (b"", b"id-1", b"id-2", b"other")
+
+
+def _header_with_id(message_id: int, body: bytes) -> bytes:
+    if not _IDS[message_id]:
+        return struct.pack(">HHQH", 60, 0, len(body), 0)
+    payload = struct.pack(">HHQH", 60, 0, len(body), 0x0080)
+    return payload + bytes((len(_IDS[message_id]),)) + _IDS[message_id]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_METHODS) - 1),
+            st.integers(0, len(_IDS) - 1),
+            st.sampled_from([b"a", b"bb", b"hello"]),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.lists(st.integers(1, 200), max_size=10),
+)
+def test_repeat_flags_tell_the_truth(
+    publishes: list[tuple[int, int, bytes]], cuts: list[int]
+) -> None:
+    # What a caller keeps of the last publish (PublishCache) is reused on the
+    # reader's word: SAME_METHOD must mean the method payload of the last FIRST one,
+    # SAME_HEADER its header payload too, whatever the stream and however it is cut;
+    # after a SAME_METHOD one there are no repeats (the connection does not ask).
+    sent = [(_METHODS[m], _header_with_id(i, body), body) for m, i, body in publishes]
+    data = b"".join(
+        _frame(1, 1, method) + _frame(2, 1, header) + _frame(3, 1, body)
+        for method, header, body in sent
+    )
+    reader = FrameReader()
+    remembered: tuple[bytes, bytes] | None = None
+    seen: list[tuple[bytes, bytes, bytes]] = []
+    parts: list[bytes] = []  # a publish taken frame by frame
+    pos = 0
+    for cut in [*cuts, len(data)]:
+        reader.feed(data[pos : pos + cut])
+        pos += cut
+        while True:
+            got = reader.next_publish(1000)
+            if got is None:
+                frame = reader.next_frame()
+                if frame is None:
+                    break
+                parts.append(frame[2])
+                if len(parts) == 3:
+                    seen.append((parts[0], parts[1], parts[2]))
+                    parts = []
+                continue
+            _channel, method, header, content, repeat = got
+            if repeat == FIRST:
+                remembered = (method, header)
+            elif repeat == SAME_METHOD:
+                assert remembered is not None and method == remembered[0]
+                assert reader.next_repeats(1000) == []
+            elif repeat == SAME_HEADER:
+                assert remembered == (method, header)
+            else:
+                assert repeat == OTHER
+            seen.append((method, header, content_body(header, content)))
+            for more in reader.next_repeats(1000):
+                seen.append((method, header, content_body(header, more)))
+    assert seen == sent

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from pamqp import commands, header
 
-from amqpbroker.broker import publish, publish_extras, reply_to, rule_messages, sender_selected
+from amqpbroker.broker import (
+    publish_checks,
+    publish_extras,
+    reply_to,
+    rule_messages,
+    sender_selected,
+)
 from amqpbroker.management import messages
 from amqpbroker.protocol import properties as props
 from amqpbroker.testing import helpers
@@ -75,14 +81,14 @@ def test_broker_pre_checks_see_exactly_their_properties(
 
 def test_publish_shape_layout_skips_each_property_by_its_size() -> None:
     value_checked = {
-        name for name in props.PROPERTY_NAMES if props.FLAGS[name] & publish._VALUE_CHECKED
+        name for name in props.PROPERTY_NAMES if props.FLAGS[name] & publish_checks._VALUE_CHECKED
     }
     assert value_checked == {"headers", "reply_to", "expiration", "user_id"}
     by_flag = {props.FLAGS[name]: name for name in props.PROPERTY_NAMES}
-    assert [by_flag[flag] for flag, _size in publish._LAYOUT] == [
+    assert [by_flag[flag] for flag, _size in publish_checks._LAYOUT] == [
         name for name in props.PROPERTY_NAMES if name not in value_checked
     ]
-    for flag, size in publish._LAYOUT:
+    for flag, size in publish_checks._LAYOUT:
         payload = _alone(by_flag[flag])
         # size 0: a short string, skipped by its length octet.
         assert len(payload) - 14 == (size or 1 + payload[14])

@@ -316,14 +316,17 @@ class _Session:
     def send(self, data: bytes) -> None:
         self.sent.append(data)
 
+    def write(self, data: bytes) -> None:
+        raise AssertionError("no deliveries here")
+
 
 def test_refused_publishes_are_nacked_in_their_turn() -> None:
     session = _Session()
-    channel = Channel(session, 1)  # type: ignore[arg-type]
+    channel = Channel(session, 1, None)  # type: ignore[arg-type]
     for seq in range(1, 7):
         if seq in (2, 5):
             channel.publish_refused(seq)
-        channel.publish_accepted(seq)
+        channel.confirm_ready = seq
     channel.flush_confirms()
     assert session.sent == [
         basic_codec.encode_basic_ack(1, 1, False),
@@ -336,7 +339,7 @@ def test_refused_publishes_are_nacked_in_their_turn() -> None:
 
 def test_a_refusal_waits_for_the_commit_before_it() -> None:
     session = _Session()
-    channel = Channel(session, 1)  # type: ignore[arg-type]
+    channel = Channel(session, 1, None)  # type: ignore[arg-type]
     channel.commit_seq = 1  # publish 1 waits for a group commit
     channel.publish_refused(2)
     channel.flush_confirms()
