@@ -126,9 +126,22 @@ SCENARIOS: tuple[Scenario, ...] = (
         queues=FANOUT_QUEUES,
     ),
     Scenario("body-1k", "1 KiB bodies, no acks", 100_000, body_size=1024),
-    Scenario("body-64k", "64 KiB bodies, consumer acks", 4_000, body_size=64 * 1024, acks=True),
     Scenario(
-        "body-1m", "1 MiB bodies, consumer acks", 256, body_size=1024 * 1024, acks=True, prefetch=50
+        "body-64k",
+        "64 KiB bodies, consumer acks",
+        4_000,
+        body_size=64 * 1024,
+        acks=True,
+        target=1.5,
+    ),
+    Scenario(
+        "body-1m",
+        "1 MiB bodies, consumer acks",
+        256,
+        body_size=1024 * 1024,
+        acks=True,
+        prefetch=50,
+        target=1.5,
     ),
     # Traffic shaped like an application's (Celery 5 task messages), issue 13.
     Scenario(
