@@ -298,10 +298,10 @@ def message_id_offset(message: bytes, body_offset: int) -> int:
     return offset
 
 
-def encode_ack(channel: int, delivery_tag: int) -> bytes:
-    """Basic.Ack(delivery_tag, multiple=True), hand-encoded (hot path)."""
+def encode_ack(channel: int, delivery_tag: int, multiple: bool = True) -> bytes:
+    """Basic.Ack(delivery_tag, multiple), hand-encoded (hot path)."""
     return (
         FRAME_HEAD.pack(FRAME_METHOD, channel, ACK_FRAME_SIZE)
-        + ACK_PAYLOAD.pack(CLASS_BASIC, METHOD_ACK, delivery_tag, 1)
+        + ACK_PAYLOAD.pack(CLASS_BASIC, METHOD_ACK, delivery_tag, multiple)
         + FRAME_END
     )

@@ -296,8 +296,10 @@ def _progress(result: Measurement, runs: int) -> None:
         return
     p99 = result.latency_ms["p99"] if result.latency_ms else float("nan")
     other = result.other_cores
+    us = result.broker_us_per_message
     print(
         f"{what}: {result.msgs_per_s:>10,.0f} msg/s in {result.seconds:.2f} s, p99 {p99:,.2f} ms,"
+        f" broker {'?' if us is None else f'{us:.1f}'} us/msg,"
         f" other processes {'?' if other is None else f'{other:.2f}'} cores"
         f" (before: {result.background_cores:.2f})",
         file=sys.stderr,

@@ -24,6 +24,7 @@ from multiprocessing.synchronize import Event
 
 from pamqp import commands
 
+from . import appshape
 from .amqpraw import (
     CLASS_BASIC,
     CLOSE_METHODS,
@@ -74,6 +75,10 @@ class PublisherSpec:
     # Every message with its own message_id property (as most applications send them),
     # not one publish repeated byte for byte up to the body.
     distinct: bool = False
+    # Celery-shaped publishes (benchmarks.appshape), routed by key over a topic exchange;
+    # ``publisher`` numbers the process so that every message id is unique.
+    app: bool = False
+    publisher: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ class ConsumerSpec:
     time_limit_s: float
     stall_s: float
     broker_pid: int | None  # read its CPU time at the end, when it is ours
+    ack_each: bool = False  # one basic.ack(multiple=false) per delivery, else one per read
+    app: bool = False  # bodies carry the send time as appshape writes it
 
 
 def run_publisher(spec: PublisherSpec, ready: Event, go: Event, results: Queue[object]) -> None:
@@ -106,6 +113,8 @@ def run_consumer(spec: ConsumerSpec, ready: Event, results: Queue[object]) -> No
 
 
 def _publish(spec: PublisherSpec, ready: Event, go: Event) -> dict[str, object]:
+    if spec.app:
+        return _publish_app(spec, ready, go)
     if spec.body_size < TIMESTAMP.size:
         raise ValueError(f"bodies must hold an {TIMESTAMP.size}-byte timestamp")
     conn = RawConnection.open(spec.address, timeout=spec.stall_s)
@@ -145,6 +154,51 @@ def _publish(spec: PublisherSpec, ready: Event, go: Event) -> dict[str, object]:
             k = min(batch, spec.count - sent)
             chunk = full if k == batch else StampedBatch(message, body_offset, k, id_offset)
             conn.send(chunk.stamp(time.monotonic_ns(), sent))
+            sent += k
+            if tracker is not None:
+                tracker.drain(block=False)
+                while sent - tracker.confirmed > CONFIRM_WINDOW:
+                    tracker.drain(block=True)
+        t_sent = time.monotonic_ns()
+        if tracker is not None:
+            while tracker.confirmed < spec.count:
+                if time.monotonic_ns() > deadline:
+                    raise TimeoutError(f"{tracker.confirmed} of {spec.count} confirmed in time")
+                tracker.drain(block=True)
+        t_done = time.monotonic_ns()
+        cpu = time.process_time() - cpu0
+    return {
+        "published": sent,
+        "t_start_ns": t0,
+        "t_sent_ns": t_sent,
+        "t_confirmed_ns": t_done,
+        "cpu_s": cpu,
+    }
+
+
+def _publish_app(spec: PublisherSpec, ready: Event, go: Event) -> dict[str, object]:
+    """Celery-shaped publishes, 100 per ``sendall``, each with its own ids and body."""
+    conn = RawConnection.open(spec.address, timeout=spec.stall_s)
+    with conn:
+        if spec.confirms:
+            conn.call(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
+        pool = appshape.templates(
+            1, spec.exchange, conn.frame_max, spec.persistent, seed=spec.publisher
+        )
+        batches = appshape.AppBatches(pool, spec.publisher)
+        ready.set()
+        if not go.wait(GO_TIMEOUT_S):
+            raise TimeoutError("no go from the harness")
+        cpu0 = time.process_time()
+        t0 = time.monotonic_ns()
+        deadline = t0 + int(spec.time_limit_s * 1e9)
+        tracker = _ConfirmTracker(conn) if spec.confirms else None
+        sent = 0
+        while sent < spec.count:
+            if time.monotonic_ns() > deadline:
+                raise TimeoutError(f"time limit reached after {sent} of {spec.count} publishes")
+            k = min(MAX_BATCH, spec.count - sent)
+            conn.send(batches.build(sent, k, time.monotonic_ns()))
             sent += k
             if tracker is not None:
                 tracker.drain(block=False)
@@ -220,7 +274,8 @@ def _consume(spec: ConsumerSpec, ready: Event) -> dict[str, object]:
         result["cpu_s"] = time.process_time() - cpu0
         result["machine_end"] = CpuSnapshot.take(spec.broker_pid).as_dict()
     latencies: array[int] = result.pop("latencies")  # type: ignore[assignment]
-    result["latency_ms"] = latency_summary(latencies[spec.latency_skip :])
+    # Raw samples: the harness merges those of several consumers before summarizing.
+    result["latency_samples"] = latencies[spec.latency_skip :].tobytes()
     return result
 
 
@@ -240,6 +295,11 @@ def _count_deliveries(conn: RawConnection, spec: ConsumerSpec) -> dict[str, obje
     unpack_ids = METHOD_ID.unpack_from
     unpack_tag = _TAG.unpack_from
     unpack_ts = TIMESTAMP.unpack_from
+    ack_each = spec.ack_each
+    each_tags: list[tuple[int, int]] = []
+    app = spec.app
+    stamp_at = 7 + appshape.STAMP_OFFSET
+    stamp_end = stamp_at + appshape.STAMP_DIGITS
     awaiting_body: set[int] = set()  # channels whose next body frame starts a message
     last_tag: dict[int, int] = {}
     got = 0
@@ -270,7 +330,10 @@ def _count_deliveries(conn: RawConnection, spec: ConsumerSpec) -> dict[str, obje
             if ftype == body_frame:
                 if channel in awaiting_body:
                     awaiting_body.discard(channel)
-                    record(now - unpack_ts(buf, pos + 7)[0])
+                    if app:
+                        record(now - int(buf[pos + stamp_at : pos + stamp_end]))
+                    else:
+                        record(now - unpack_ts(buf, pos + 7)[0])
             elif ftype == header_frame:
                 awaiting_body.add(channel)
             elif ftype == method_frame:
@@ -279,7 +342,10 @@ def _count_deliveries(conn: RawConnection, spec: ConsumerSpec) -> dict[str, obje
                     got += 1
                     if acks:
                         tag_at = pos + 12 + buf[pos + 11]  # after the consumer-tag shortstr
-                        last_tag[channel] = unpack_tag(buf, tag_at)[0]
+                        if ack_each:
+                            each_tags.append((channel, unpack_tag(buf, tag_at)[0]))
+                        else:
+                            last_tag[channel] = unpack_tag(buf, tag_at)[0]
                 elif ids in CLOSE_METHODS:
                     raise BrokerClosed(f"the broker closed the consumer: {ids}")
             pos += size + overhead
@@ -292,6 +358,10 @@ def _count_deliveries(conn: RawConnection, spec: ConsumerSpec) -> dict[str, obje
         if last_tag:
             sock.sendall(b"".join(encode_ack(ch, tag) for ch, tag in last_tag.items()))
             last_tag.clear()
+        elif each_tags:
+            # One ack per message, as applications ack (all written in one send).
+            sock.sendall(b"".join(encode_ack(ch, tag, False) for ch, tag in each_tags))
+            each_tags.clear()
     return {
         "delivered": got,
         "t_first_ns": t_first,

@@ -7,9 +7,10 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .runner import OURS, RABBITMQ, Measurement
-from .scenarios import Scenario
+from .scenarios import FAIRNESS_MAX_MS, FAIRNESS_P99_MS, Scenario
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,17 @@ class Side:
         return ordered[(len(ordered) - 1) // 2]
 
     @property
+    def us_per_message(self) -> float | None:
+        """Median over repetitions of the broker's CPU time per publish, in microseconds."""
+        values = [v for m in self.runs if (v := m.broker_us_per_message) is not None]
+        return statistics.median(values) if values else None
+
+    def latency_median(self, key: str) -> float | None:
+        """Median over repetitions of one latency figure (``p50``, ``p99``, ``max``)."""
+        values = [m.latency_ms[key] for m in self.runs if m.latency_ms]
+        return statistics.median(values) if values else None
+
+    @property
     def p99_ms(self) -> float | None:
         """Median over repetitions of the p99 latency."""
         values = [m.latency_ms["p99"] for m in self.runs if m.latency_ms]
@@ -67,6 +79,12 @@ class Row:
 
     @property
     def met(self) -> bool | None:
+        if self.scenario.fairness:
+            # An absolute target, on our broker alone.
+            p99, worst = self.ours.latency_median("p99"), self.ours.latency_median("max")
+            if p99 is None or worst is None:
+                return None
+            return p99 <= FAIRNESS_P99_MS and worst <= FAIRNESS_MAX_MS
         ratio = self.ratio
         if ratio is None or self.scenario.target is None:
             return None
@@ -111,6 +129,11 @@ def _latency_cell(side: Side | None) -> str:
     return f"{_ms(latency['p50'])} / {_ms(latency['p99'])} / {_ms(latency['max'])}"
 
 
+def _us_cell(side: Side | None) -> str:
+    value = side.us_per_message if side is not None and side.ok else None
+    return "-" if value is None else f"{value:,.1f}"
+
+
 def _ms(value: float) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:,.0f}"
 
@@ -119,16 +142,18 @@ def table(rows: Sequence[Row]) -> str:
     """The results as a Markdown table (readable in a terminal too)."""
     header = (
         "| scenario | amqpbroker msg/s | RabbitMQ msg/s | ratio | target | met "
-        "| amqpbroker latency p50 / p99 / max ms | RabbitMQ latency p50 / p99 / max ms |"
+        "| amqpbroker latency p50 / p99 / max ms | RabbitMQ latency p50 / p99 / max ms "
+        "| broker CPU us/msg amqpbroker / RabbitMQ |"
     )
-    lines = [header, "|" + "---|" * 8]
+    lines = [header, "|" + "---|" * 9]
     for row in rows:
         ratio = row.ratio
         met = {True: "yes", False: "**no**", None: "-"}[row.met]
         lines.append(
             f"| {row.scenario.name} | {_rate_cell(row.ours)} | {_rate_cell(row.rabbit)} "
             f"| {f'{ratio:.2f}x' if ratio is not None else '-'} | {row.scenario.target_text} "
-            f"| {met} | {_latency_cell(row.ours)} | {_latency_cell(row.rabbit)} |"
+            f"| {met} | {_latency_cell(row.ours)} | {_latency_cell(row.rabbit)} "
+            f"| {_us_cell(row.ours)} / {_us_cell(row.rabbit)} |"
         )
     return "\n".join(lines)
 
@@ -187,6 +212,7 @@ def write_json(
                     "rates": side.rates,
                     "spread": side.spread,
                     "median_p99_ms": side.p99_ms,
+                    "median_broker_us_per_msg": side.us_per_message,
                     "latency_ms": side.typical.latency_ms,
                     "cpu_cores": side.typical.cpu_cores,
                 }
@@ -210,7 +236,7 @@ def write_plot(path: Path, rows: Sequence[Row], title: str) -> str | None:
     except ImportError:
         return "matplotlib is not installed (pip install -e '.[bench]')"
     throughput = [r for r in rows if not r.scenario.latency_target and r.ours.ok]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    fig, (left, right, cpu) = plt.subplots(1, 3, figsize=(19, 5.6))
     names = [r.scenario.name for r in throughput]
     xs = list(range(len(names)))
     ours = [r.ours.median_rate for r in throughput]
@@ -241,9 +267,27 @@ def write_plot(path: Path, rows: Sequence[Row], title: str) -> str | None:
     else:
         right.text(0.5, 0.5, "no RabbitMQ in this run", ha="center", va="center")
         right.set_axis_off()
+    _plot_cpu(cpu, rows)
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
+
+
+def _plot_cpu(axes: Any, rows: Sequence[Row]) -> None:
+    """Broker CPU time per message (per declare in fairness), ours next to RabbitMQ's."""
+    shown = [r for r in rows if r.ours.us_per_message is not None]
+    xs = list(range(len(shown)))
+    ours = [r.ours.us_per_message or 0.0 for r in shown]
+    axes.bar([x - 0.2 for x in xs], ours, width=0.4, label="amqpbroker", color="#3b7dd8")
+    theirs = [r.rabbit.us_per_message if r.rabbit and r.rabbit.ok else None for r in shown]
+    if any(value is not None for value in theirs):
+        values = [value or 0.0 for value in theirs]
+        axes.bar([x + 0.2 for x in xs], values, width=0.4, label="RabbitMQ", color="#f28e2b")
+    axes.set_yscale("log")
+    axes.set_xticks(xs, [r.scenario.name for r in shown], rotation=30, ha="right")
+    axes.set_ylabel("broker CPU us per message (median, log scale)")
+    axes.set_title("Broker CPU per message (lower is better)")
+    axes.legend()

@@ -16,6 +16,11 @@ BODY_BYTES_BUDGET = 256 * 1024 * 1024
 QUICK_FACTOR = 10  # --quick: a tenth of the messages
 QUICK_LATENCY_S = 2.0
 FANOUT_QUEUES = 10
+APP_QUEUES = 4
+APP_PREFETCH = 100
+# The second client's passive-declare round trips while the first floods (issue 13).
+FAIRNESS_P99_MS = 50.0
+FAIRNESS_MAX_MS = 100.0
 
 
 @dataclass(frozen=True)
@@ -33,19 +38,34 @@ class Scenario:
     target: float | None = None  # ratio ours / RabbitMQ to reach; None = report only
     latency_target: bool = False  # the target is on p99 latency (RabbitMQ p99 / our p99)
     distinct: bool = False  # each message its own message_id (else identical up to the body)
+    # Application-shaped (benchmarks.appshape): Celery-like messages over a topic exchange,
+    # routed by key to ``queues`` queues (each message to one of them).
+    app: bool = False
+    publishers: int = 1  # publisher processes, the messages split among them
+    consumers: int = 1  # consumer processes, the queues dealt out among them
+    ack_each: bool = False  # one ack per message (multiple=false) instead of one per read
+    # One connection pipelines ``messages`` durable queue.declares while a second one times
+    # its own passive declares (benchmarks.fairness); the latency is that round trip.
+    fairness: bool = False
 
     @property
     def deliveries(self) -> int:
-        return self.messages * self.queues
+        # App-shaped messages go to one queue each (routed by key), not to every queue.
+        return self.messages if self.app else self.messages * self.queues
 
     @property
     def target_text(self) -> str:
+        if self.fairness:
+            return f"p99 <= {FAIRNESS_P99_MS:.0f} ms, max <= {FAIRNESS_MAX_MS:.0f} ms"
         if self.target is None:
             return "report"
         return f">= {self.target:.1f}x" + (" (p99)" if self.latency_target else "")
 
     def sized(self, quick: bool, messages: int | None, latency_s: float | None) -> Scenario:
         """This scenario with the message count of the run asked for."""
+        if self.fairness:
+            count = messages or (self.messages // QUICK_FACTOR if quick else self.messages)
+            return replace(self, messages=max(1, count))
         if self.rate:
             seconds = latency_s or (QUICK_LATENCY_S if quick else self.messages / self.rate)
             return replace(self, messages=max(1, round(seconds * self.rate)))
@@ -106,7 +126,61 @@ SCENARIOS: tuple[Scenario, ...] = (
         queues=FANOUT_QUEUES,
     ),
     Scenario("body-1k", "1 KiB bodies, no acks", 100_000, body_size=1024),
-    Scenario("body-64k", "64 KiB bodies, no acks", 4_000, body_size=64 * 1024),
+    Scenario(
+        "body-64k",
+        "64 KiB bodies, consumer acks",
+        4_000,
+        body_size=64 * 1024,
+        acks=True,
+        target=1.5,
+    ),
+    Scenario(
+        "body-1m",
+        "1 MiB bodies, consumer acks",
+        256,
+        body_size=1024 * 1024,
+        acks=True,
+        prefetch=50,
+        target=1.5,
+    ),
+    # Traffic shaped like an application's (Celery 5 task messages), issue 13.
+    Scenario(
+        "app-transient",
+        "app-shaped: 2 publishers (confirms), topic to 4 queues, 2 consumers acking each",
+        200_000,
+        confirms=True,
+        acks=True,
+        ack_each=True,
+        prefetch=APP_PREFETCH,
+        queues=APP_QUEUES,
+        app=True,
+        publishers=2,
+        consumers=2,
+        target=4.0,
+    ),
+    Scenario(
+        "app-persistent",
+        "app-shaped, durable queues, delivery mode 2 (ours: --sync full)",
+        50_000,
+        confirms=True,
+        acks=True,
+        ack_each=True,
+        persistent=True,
+        prefetch=APP_PREFETCH,
+        queues=APP_QUEUES,
+        app=True,
+        publishers=2,
+        consumers=2,
+        target=3.0,
+    ),
+    Scenario(
+        "fairness",
+        "5,000 pipelined durable queue.declares vs another client's passive declares",
+        5_000,
+        persistent=True,
+        fairness=True,
+        latency_target=True,  # the ratio is RabbitMQ's p99 / ours, the target absolute
+    ),
 )
 
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}

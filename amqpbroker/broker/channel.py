@@ -273,7 +273,7 @@ class Channel:
             unacked.clear()
             return taken
         if tag not in unacked:
-            raise errors.PreconditionFailed(f"unknown delivery tag {tag}")
+            raise _unknown_tag(tag)
         if not multiple:
             return [unacked.pop(tag)]
         taken = []
@@ -297,7 +297,19 @@ class Channel:
 
     def ack(self, tag: int, multiple: bool) -> None:
         unacked = self.unacked
-        if not (multiple and tag and tag in unacked):
+        if not multiple:
+            # Hot path: applications ack each message on its own (Celery, most client
+            # libraries' defaults): what _take, _settle and _release do for one tag.
+            entry = unacked.pop(tag, None)
+            if entry is None:
+                raise _unknown_tag(tag)
+            queue, qm, consumer = entry
+            if qm.persisted:
+                queue.settled(qm)
+            self._release_run(queue, consumer, 1)
+            self._redispatch((queue,))
+            return
+        if not (tag and tag in unacked):
             taken = self._take(tag, multiple)
             self.acked += len(taken)
             self._settle(taken)
@@ -471,3 +483,7 @@ class Channel:
 
 
 __all__ = ["Channel", "Consumer", "Unacked"]
+
+
+def _unknown_tag(tag: int) -> errors.PreconditionFailed:
+    return errors.PreconditionFailed(f"unknown delivery tag {tag}")

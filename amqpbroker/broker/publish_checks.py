@@ -83,7 +83,7 @@ def check_properties(header: bytes, user: str) -> None:
     header payload) for a publish by ``user``."""
     view = props.scan_properties(header)
     if view.has_headers:
-        _ = view.headers  # decoding it validates it
+        view.check_headers()  # malformed -> 541, as decoding it would (not decoded)
     if view.user_id is not None and view.user_id != user:
         raise errors.PreconditionFailed(
             f"user_id property set to '{view.user_id}' but authenticated user was '{user}'"

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from . import ports
 
 REPLY_TO = "amq.rabbitmq.reply-to"
+_REPLY_TO_BYTES = REPLY_TO.encode()
 PREFIX = REPLY_TO + "."
 # The reply_to property, in the flags' high byte (offset 12).
 _REPLY_TO_FLAG = props.FLAGS["reply_to"] >> 8
@@ -109,8 +110,11 @@ def declare(name: str, passive: bool, registry: dict[str, ReplyQueue], vhost: st
 
 
 def may_request(header: bytes) -> bool:
-    """Cheap pre-check on the raw content header: a reply_to property is set."""
-    return len(header) > 13 and bool(header[12] & _REPLY_TO_FLAG)
+    """Cheap pre-check on the raw content header: a reply_to property is set and the
+    bytes of ``amq.rabbitmq.reply-to`` occur in the properties.  False positives are
+    fine, false negatives are not.  (Applications such as Celery set a reply_to of their
+    own on every message: reading it costed a property scan per publish.)"""
+    return len(header) > 13 and bool(header[12] & _REPLY_TO_FLAG) and _REPLY_TO_BYTES in header
 
 
 def rewrite_request(channel: Channel | None, message: Message) -> Message:

@@ -107,6 +107,8 @@ class Session:
     # ------------------------------------------------------------- I/O facing
 
     def receive_data(self, data: bytes | bytearray, now: float = 0.0) -> None:
+        """Handle the peer's bytes; ``proto.input_pending`` says whether some wait for
+        another call (a time slice ran out: see AMQPConnection.time_slice)."""
         self.proto.receive_data(data, now)
         if self.dirty:
             # One multiple-ack per channel per batch of input, not one per publish.

@@ -270,7 +270,7 @@ async def export_vhost(api: Api) -> Any:
 async def _import(api: Api, vhost: str | None) -> Any:
     data = parse_json(await api.raw_body(json_only=True), "failed_to_parse_json")
     try:
-        definitions.import_definitions(api.ctx, data, vhost)
+        await definitions.import_definitions_fairly(api.ctx, data, vhost)
     except definitions.DefinitionsError as exc:
         raise ApiError(400, "bad_request", exc.reason) from None
     finally:

@@ -30,7 +30,9 @@ writing publishes it queued before its close reads close-ok instead of a reset.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from pamqp import commands
@@ -155,6 +157,13 @@ class AMQPConnection:
             product, behaviour.full_version, information
         )
         self._header_buf = b""
+        # Fairness: with a time slice set (the server sets one), receive_data stops handling
+        # frames once a slow frame (a durable declare's fsync, say) took the slice past it,
+        # and leaves the rest buffered with ``input_pending`` set; the caller lets the
+        # other connections run, then calls receive_data(b"") to go on.
+        self.time_slice: float | None = None
+        self.clock: Callable[[], float] = time.perf_counter
+        self.input_pending = False
 
     # ------------------------------------------------------------------ output
 
@@ -209,6 +218,9 @@ class AMQPConnection:
         channels = self.channels
         max_body = self.max_message_size
         on_publish = self.handler.on_publish
+        self.input_pending = False
+        clock = self.clock
+        slice_end = math.inf if self.time_slice is None else clock() + self.time_slice
         try:
             while self.phase not in _DROPPING:
                 publish = reader.next_publish(max_body)
@@ -234,6 +246,11 @@ class AMQPConnection:
                 if frame is None:
                     break
                 self._handle_frame(*frame)
+                # Only after frames off the publish fast path: those are where one frame
+                # can take long (schema writes, purges); a buffer of publishes is bounded.
+                if clock() > slice_end and reader.buffered:
+                    self.input_pending = True
+                    break
         except errors.AMQPError as exc:
             # Anything not caught per channel below is a connection-level failure.
             self.close_connection(exc)

@@ -41,6 +41,7 @@ from pamqp import commands
 from .. import errors
 from .tables import (
     Timestamp,
+    _check_table,
     _decode_table,
     _longstr,
     _Malformed,
@@ -195,6 +196,14 @@ class PropertyView:
                     raise _malformed_properties() from exc
             self._headers = headers
         return headers
+
+    def check_headers(self) -> None:
+        """Raise as ``headers`` would for a malformed table, without decoding it."""
+        if self._headers is _UNSET and self.flags & _HEADERS:
+            try:
+                _check_table(self._payload, self.headers_start, self.headers_end, 0)
+            except (_Malformed, IndexError, struct.error, UnicodeDecodeError) as exc:
+                raise _malformed_properties() from exc
 
     def __repr__(self) -> str:
         return (

@@ -461,6 +461,8 @@ def test_scan_properties_defers_header_table_errors_until_read() -> None:
     view = properties.scan_properties(payload)
     assert view.delivery_mode == 2
     with pytest.raises(errors.InternalError):
+        view.check_headers()  # the publish-time check: same error, nothing decoded
+    with pytest.raises(errors.InternalError):
         _ = view.headers
 
 
