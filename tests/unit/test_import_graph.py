@@ -6,8 +6,10 @@
   must call back up (a channel writing to its connection, a queue handing a message to a
   consumer) it goes through the small interfaces in ``broker/ports.py``.
 - ``protocol/`` (sans-IO frames and connection state) and ``store/`` import nothing
-  above them: themselves, ``errors`` and ``config``, and the store the protocol's
-  field-table codec (queue and binding arguments are stored as AMQP tables).
+  above them: themselves, ``errors``, ``config`` and ``versions`` (the RabbitMQ
+  release's behaviour table: settings data, which config itself imports), and the
+  store the protocol's field-table codec (queue and binding arguments are stored as
+  AMQP tables).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "amqpbroker"
 
 # What the bottom layers may import besides themselves.
 LOWER_ALLOWED = {
-    "protocol": {"errors", "config"},
-    "store": {"errors", "config", "protocol"},
+    "protocol": {"errors", "config", "versions"},
+    "store": {"errors", "config", "versions", "protocol"},
 }
 
 
