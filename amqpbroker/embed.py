@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import trio
 
+from .broker import faults
 from .broker.broker import Broker as BrokerCore
 from .broker.timers import ManualClock
 from .config import Settings
@@ -164,6 +165,28 @@ class Broker:
         thread.join(STOP_GRACE + 5)
         self._thread = None
 
+    def restart(self) -> None:
+        """Stop and start again on the same port(s), as RabbitMQ restarting: clients
+        are closed with 320 CONNECTION_FORCED (reason 'shutdown'); what the data dir
+        holds (durable queues, persistent messages, vhosts, users) comes back; an
+        in-memory broker comes back empty.
+
+        Error handling: RuntimeError when not running; failing to start again
+        raises as :meth:`start` does."""
+        if self._thread is None:
+            raise RuntimeError("broker is not running")
+        ports: dict[str, Any] = {"port": self.port}
+        if self.management_port:
+            ports["management_port"] = self.management_port
+        if self.tls_port is not None:
+            ports["tls_port"] = self.tls_port
+        self.stop()
+        self.settings = attrs.evolve(self.settings, **ports)
+        self.core = None
+        self._token = self._stop = self._error = None
+        self._ready = threading.Event()
+        self.start()
+
     def __enter__(self) -> Broker:
         return self.start()
 
@@ -209,6 +232,39 @@ class Broker:
     def delete_vhost(self, name: str) -> None:
         assert self.core is not None
         self.call(self.core.delete_vhost, name)
+
+    # ------------------------------------------------------------------ faults
+    # On purpose, for tests of how clients cope (broker/faults.py; amqp_faults).
+
+    def close_connections(
+        self,
+        code: int = 320,
+        text: str = faults.DEFAULT_CLOSE_TEXT,
+        *,
+        vhost: str | None = None,
+        client: str | None = None,
+    ) -> int:
+        """Close client connections as RabbitMQ's force-close does: connection.close
+        ``code`` ``CONNECTION_FORCED - text``.  ``vhost``, and ``client`` (its
+        connection_name or ``host:port``), narrow it; returns how many."""
+        return self.call(faults.close_connections, self._running(), code, text, vhost, client)
+
+    def kill_connections(self, *, vhost: str | None = None, client: str | None = None) -> int:
+        """Cut client connections with a TCP reset and no close frame; how many."""
+        return self.call(faults.kill_connections, self._running(), vhost, client)
+
+    def block_publishers(self) -> None:
+        """A memory alarm as clients see it: publishing connections get
+        connection.blocked ("low on memory") and are not read until unblocked."""
+        self.call(faults.block_publishers, self._running())
+
+    def unblock_publishers(self) -> None:
+        self.call(faults.unblock_publishers, self._running())
+
+    def _running(self) -> BrokerCore:
+        if self.core is None:
+            raise RuntimeError("broker is not running")
+        return self.core
 
 
 def _management(core: BrokerCore, settings: Settings) -> tuple[ManagementContext, Any] | None:

@@ -24,8 +24,11 @@ if TYPE_CHECKING:
 
 MEMORY = "memory"
 DISK = "disk"
+# Raised by a test (broker/faults.py): a memory alarm as clients see it, which the
+# resource monitor neither raises nor clears.
+FORCED = "forced"
 # The reason texts RabbitMQ puts in connection.blocked.
-REASONS = {MEMORY: "low on memory", DISK: "low on disk"}
+REASONS = {MEMORY: "low on memory", DISK: "low on disk", FORCED: "low on memory"}
 
 
 class Alarms:

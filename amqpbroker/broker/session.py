@@ -85,6 +85,9 @@ class Session:
         self.writable = True
         self.out_size = 0
         self.wake: Callable[[], None] = _noop
+        # Set by the server: cut the connection, TCP reset and no close frame
+        # (broker/faults.py's kill_connections).
+        self.abort: Callable[[], None] = _noop
         self.exclusive_queues: set[Queue] = set()
         # Channels with confirms to flush once the current batch of input is done.
         self.dirty: set[Channel] = set()

@@ -17,6 +17,7 @@ import errno
 import logging
 import math
 import socket
+import struct
 from collections.abc import Sequence
 
 import trio
@@ -176,6 +177,17 @@ async def _serve_connection(
     proto.time_slice = TIME_SLICE_S
     wakeup = _Wakeup()
     session.wake = wakeup.set
+    # kill_connections (broker/faults.py, for tests): stop serving at once and let
+    # the socket go with a TCP reset, no close frame (SO_LINGER 0).
+    aborting = trio.CancelScope()
+
+    def abort() -> None:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        aborting.cancel()
+
+    session.abort = abort
     finished = trio.Event()
     # Set when the writer has returned: everything it took from proto.out is sent.
     writer_done = trio.Event()
@@ -279,26 +291,30 @@ async def _serve_connection(
         wakeup.set()
 
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(writer)
-            nursery.start_soon(ticker)
-            nursery.start_soon(reader)
-            await finished.wait()
-            # Let the writer flush what is left (close frames), bounded in time. Wait
-            # for the writer itself, not for proto.out to empty: it empties when the
-            # writer *takes* the data, and cancelling a send_all half-way loses the
-            # close-ok (and breaks a TLS stream, so no close_notify goes out).
-            wakeup.set()
-            with trio.move_on_after(FINAL_FLUSH_TIMEOUT):
-                await writer_done.wait()
-            nursery.cancel_scope.cancel()
+        with aborting:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                nursery.start_soon(ticker)
+                nursery.start_soon(reader)
+                await finished.wait()
+                # Let the writer flush what is left (close frames), bounded in time.
+                # Wait for the writer itself, not for proto.out to empty: it empties
+                # when the writer *takes* the data, and cancelling a send_all half-way
+                # loses the close-ok (and breaks a TLS stream: no close_notify).
+                wakeup.set()
+                with trio.move_on_after(FINAL_FLUSH_TIMEOUT):
+                    await writer_done.wait()
+                nursery.cancel_scope.cancel()
     finally:
         proto.connection_lost()
         broker.sessions.discard(session)
         with trio.move_on_after(1) as cleanup:
             cleanup.shield = True
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await stream.aclose()
+                if aborting.cancel_called:
+                    await trio.aclose_forcefully(stream)
+                else:
+                    await stream.aclose()
 
 
 class Server:

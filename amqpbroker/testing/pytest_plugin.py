@@ -24,6 +24,23 @@ in any suite of the environment:
     stay on real time.  After the test the clock follows real time again, ahead by
     what the test advanced (broker time never goes back).  Needs the embedded
     broker (skipped against an external one).
+``amqp_faults``
+    Faults on demand (:class:`~amqpbroker.testing.faults.Faults`):
+    ``close_connections()`` (320 CONNECTION_FORCED, as RabbitMQ's force-close),
+    ``kill_connections()`` (TCP reset, no close frame), ``restart()`` (same port,
+    durable state kept), ``block_publishers()`` / ``unblock_publishers()`` (a
+    memory alarm).  When any collected test uses it, the session's embedded broker
+    keeps its durable state in a temporary data dir, so that restarts keep it.
+
+The embedded broker's settings (``amqpbroker.config.Settings``: limits, consumer
+timeout, ...) come from the ini option ``amqp_broker_settings``, one
+``name = value`` a line, and ``--amqp-setting name=value`` on the command line::
+
+    [tool.pytest.ini_options]
+    amqp_broker_settings = [
+        "consumer_timeout = 60000",
+        "max_connections = 100",
+    ]
 
 The embedded broker behaves as RabbitMQ 4.0 unless told otherwise: pick another
 release for the whole suite with ``--amqp-rabbitmq-version 3.10`` (or the ini option
@@ -66,6 +83,7 @@ if TYPE_CHECKING:
     from ..broker.timers import ManualClock
     from ..embed import Broker
     from .external import ExternalBroker
+    from .faults import Faults
     from .helpers import BrokerInspector
 
     AnyBroker = Union[Broker, ExternalBroker]  # noqa: UP007 (a runtime-free alias)
@@ -111,6 +129,60 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"4.1, 4.2 or 4.3 [ini {VERSION_INI}]",
     )
     parser.addini(VERSION_INI, "RabbitMQ release the embedded broker behaves as (4.0)")
+
+
+# Settings the plugin decides itself: where the broker listens and what it stores.
+_NOT_SETTABLE = frozenset({"host", "port"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _convert(name: str, kind: str, text: str) -> Any:
+    optional = kind.endswith("| None")
+    if optional and text.lower() in ("", "none"):
+        return None
+    base = kind.removesuffix("| None").strip()
+    if base == "bool":
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError("true or false")
+    if base == "int":
+        return int(text)
+    if base == "float":
+        return float(text)
+    if base.startswith("tuple"):
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return text
+
+
+def embedded_settings(config: pytest.Config) -> dict[str, Any]:
+    """The embedded broker's settings from the ini file and the command line.
+
+    Error handling: an unknown name or a value of the wrong type is a usage error
+    naming the setting."""
+    lines = [*config.getini("amqp_broker_settings"), *config.getoption("--amqp-setting")]
+    if not lines:
+        return {}
+    import attrs
+
+    from ..config import Settings
+
+    fields = {f.name: str(f.type) for f in attrs.fields(Settings) if f.name not in _NOT_SETTABLE}
+    settings: dict[str, Any] = {}
+    for line in lines:
+        name, sep, text = (part.strip() for part in line.partition("="))
+        if not sep or name not in fields:
+            raise pytest.UsageError(
+                f"amqp broker setting {line!r}: expected 'name = value' with a name among "
+                + ", ".join(sorted(fields))
+            )
+        try:
+            settings[name] = _convert(name, fields[name], text)
+        except ValueError as exc:
+            raise pytest.UsageError(
+                f"amqp broker setting {name}: {text!r} is not a valid {fields[name]} ({exc})"
+            ) from None
+    return settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -169,6 +241,10 @@ class EmbeddedBrokers:
             from ..embed import Broker
 
             settings = dict(self._settings)
+            data_dir = settings.get("data_dir")
+            if key != self.default and isinstance(data_dir, str) and data_dir != ":memory:":
+                # Another release's broker: a data dir of its own (one broker per dir).
+                settings["data_dir"] = f"{data_dir}-{key}"
             # Real time until a test takes amqp_clock (see there).
             settings.setdefault("clock", ManualClock(frozen=False))
             if key is not None:
@@ -195,7 +271,11 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     # in every suite of the environment.
     url, management = _external_urls(config)
     if url is None:
-        return None
+        settings = embedded_settings(config)
+        if not settings:
+            return None
+        shown = ", ".join(f"{name}={value!r}" for name, value in settings.items())
+        return f"amqpbroker fixtures: embedded broker with {shown}"
     from .external import ExternalBroker
 
     return f"amqpbroker fixtures: external broker {ExternalBroker(url, management).describe()}"
@@ -205,8 +285,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:VHOST_NAME_MAX]
 
 
+def _wants_restarts(session: pytest.Session) -> bool:
+    return any("amqp_faults" in getattr(item, "fixturenames", ()) for item in session.items)
+
+
 @pytest.fixture(scope="session")
-def amqp_broker(request: pytest.FixtureRequest) -> Iterator[AnyBroker]:
+def amqp_broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AnyBroker]:
     """The broker behind ``amqp_url``: one per session.
 
     Error handling: an embedded broker that cannot start, or an external one that
@@ -227,8 +313,16 @@ def amqp_broker(request: pytest.FixtureRequest) -> Iterator[AnyBroker]:
 
 
 @pytest.fixture(scope="session")
-def _amqp_embedded_brokers(request: pytest.FixtureRequest) -> Iterator[EmbeddedBrokers]:
-    brokers = EmbeddedBrokers(configured_version(request.config))
+def _amqp_embedded_brokers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmbeddedBrokers]:
+    settings = embedded_settings(request.config)
+    if _wants_restarts(request.session) and "data_dir" not in settings:
+        # amqp_faults.restart() keeps durable state, as RabbitMQ's does. No fsync:
+        # the data only has to outlive a clean restart within this session.
+        settings["data_dir"] = str(tmp_path_factory.mktemp("amqpbroker-data"))
+        settings.setdefault("sync", "off")
+    brokers = EmbeddedBrokers(configured_version(request.config), **settings)
     try:
         yield brokers
     finally:
@@ -350,3 +444,24 @@ def amqp_clock(_amqp_test_broker: AnyBroker) -> Iterator[ManualClock]:
         yield clock
     finally:
         clock.unfreeze()
+
+
+@pytest.fixture
+def amqp_faults(amqp_broker: AnyBroker, amqp_vhost: str) -> Iterator[Faults]:
+    """Faults on the embedded broker, aimed at this test's vhost (see
+    :class:`~amqpbroker.testing.faults.Faults`).
+
+    Error handling: skips the test against an external broker.
+    Resource handling: publishers the test blocked are unblocked after it.
+    """
+    from .external import ExternalBroker
+
+    if isinstance(amqp_broker, ExternalBroker):
+        pytest.skip("amqp_faults acts on the embedded broker; --amqp-url is set")
+    from .faults import Faults
+
+    faults = Faults(amqp_broker, amqp_vhost)
+    try:
+        yield faults
+    finally:
+        faults.close()

@@ -215,6 +215,29 @@ def test_amqp_clock_is_frozen_for_its_test_only(tmp_path: Path) -> None:
     assert passed(result, 2), result.stdout + result.stderr
 
 
+def test_embedded_broker_settings_come_from_ini_and_command_line(tmp_path: Path) -> None:
+    result = run_pytest(
+        tmp_path,
+        """
+        def test_settings(amqp_broker):
+            assert amqp_broker.settings.consumer_timeout == 60000
+            assert amqp_broker.settings.max_connections == 3
+            assert amqp_broker.settings.loopback_users == ("guest", "admin")
+        """,
+        "-o",
+        "amqp_broker_settings=consumer_timeout = 60000",
+        "--amqp-setting",
+        "max_connections=3",
+        "--amqp-setting",
+        "loopback_users=guest, admin",
+    )
+    assert passed(result, 1), result.stdout + result.stderr
+    assert "embedded broker with consumer_timeout=60000, max_connections=3" in result.stdout
+    refused = run_pytest(tmp_path, "def test_x(amqp_broker): pass", "--amqp-setting", "bogus=1")
+    assert refused.returncode == 4
+    assert "amqp broker setting 'bogus=1'" in refused.stderr
+
+
 def test_environment_variable_selects_the_broker(tmp_path: Path, amqp_url: str) -> None:
     result = run_pytest(
         tmp_path,
