@@ -129,6 +129,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"4.1, 4.2 or 4.3 [ini {VERSION_INI}]",
     )
     parser.addini(VERSION_INI, "RabbitMQ release the embedded broker behaves as (4.0)")
+    group.addoption(
+        "--amqp-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the embedded broker, e.g. consumer_timeout=60000 (repeatable; "
+        "wins over the ini's amqp_broker_settings)",
+    )
+    parser.addini(
+        "amqp_broker_settings",
+        type="linelist",
+        default=[],
+        help="settings of the embedded amqpbroker, one 'name = value' a line "
+        "(fields of amqpbroker.config.Settings, e.g. consumer_timeout = 60000)",
+    )
 
 
 # Settings the plugin decides itself: where the broker listens and what it stores.
