@@ -159,20 +159,25 @@ def _publish(spec: PublisherSpec, ready: Event, go: Event) -> dict[str, object]:
                 tracker.drain(block=False)
                 while sent - tracker.confirmed > CONFIRM_WINDOW:
                     tracker.drain(block=True)
-        t_sent = time.monotonic_ns()
-        if tracker is not None:
-            while tracker.confirmed < spec.count:
-                if time.monotonic_ns() > deadline:
-                    raise TimeoutError(f"{tracker.confirmed} of {spec.count} confirmed in time")
-                tracker.drain(block=True)
-        t_done = time.monotonic_ns()
-        cpu = time.process_time() - cpu0
+        return _finish(tracker, spec.count, sent, deadline, t0, cpu0)
+
+
+def _finish(
+    tracker: _ConfirmTracker | None, count: int, sent: int, deadline: int, t0: int, cpu0: float
+) -> dict[str, object]:
+    """After the last send: wait for the outstanding confirms, and the publisher's figures."""
+    t_sent = time.monotonic_ns()
+    if tracker is not None:
+        while tracker.confirmed < count:
+            if time.monotonic_ns() > deadline:
+                raise TimeoutError(f"{tracker.confirmed} of {count} confirmed in time")
+            tracker.drain(block=True)
     return {
         "published": sent,
         "t_start_ns": t0,
         "t_sent_ns": t_sent,
-        "t_confirmed_ns": t_done,
-        "cpu_s": cpu,
+        "t_confirmed_ns": time.monotonic_ns(),
+        "cpu_s": time.process_time() - cpu0,
     }
 
 
@@ -204,21 +209,7 @@ def _publish_app(spec: PublisherSpec, ready: Event, go: Event) -> dict[str, obje
                 tracker.drain(block=False)
                 while sent - tracker.confirmed > CONFIRM_WINDOW:
                     tracker.drain(block=True)
-        t_sent = time.monotonic_ns()
-        if tracker is not None:
-            while tracker.confirmed < spec.count:
-                if time.monotonic_ns() > deadline:
-                    raise TimeoutError(f"{tracker.confirmed} of {spec.count} confirmed in time")
-                tracker.drain(block=True)
-        t_done = time.monotonic_ns()
-        cpu = time.process_time() - cpu0
-    return {
-        "published": sent,
-        "t_start_ns": t0,
-        "t_sent_ns": t_sent,
-        "t_confirmed_ns": t_done,
-        "cpu_s": cpu,
-    }
+        return _finish(tracker, spec.count, sent, deadline, t0, cpu0)
 
 
 class _ConfirmTracker:
